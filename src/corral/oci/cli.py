@@ -1,0 +1,101 @@
+"""corral-runc: an OCI runtime with runc's command line.
+
+The dispatcher parses the global flags, then imports only the module of the verb asked for
+(`corral.oci.commands.<verb>`), so each command pays only for what it uses. A command module
+defines HELP, configure(parser) and run(ctx, args) -> exit status.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+from corral.oci.errors import RuntimeFailure
+
+VERBS = ("create", "start", "run", "state", "kill", "delete", "exec", "ps", "list", "pause",
+         "resume", "events", "update", "spec", "features")
+
+DEFAULT_ROOT = "/run/corral-runc"
+
+
+class Context:
+    """Global options every command sees."""
+
+    def __init__(self, ns):
+        from corral.oci.log import Logger
+
+        self.root = os.path.abspath(ns.root)
+        self.log_path = ns.log
+        self.log_format = ns.log_format
+        self.debug = ns.debug
+        self.systemd_cgroup = ns.systemd_cgroup
+        self.log = Logger(ns.log, ns.log_format, ns.debug)
+
+
+def _global_parser():
+    p = argparse.ArgumentParser(prog="corral-runc", add_help=False,
+                                description="corral-runc: run containers from OCI bundles")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state")
+    p.add_argument("--log", default=None, help="log file (default: stderr)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    p.add_argument("--rootless", default="auto", help="accepted for runc compatibility")
+    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action="store_true")
+    p.add_argument("-h", "--help", action="store_true")
+    return p
+
+
+def _usage():
+    lines = ["usage: corral-runc [global options] COMMAND [options] [args]", "", "commands:"]
+    for verb in VERBS:
+        lines.append(f"  {verb}")
+    lines += ["", "global options: --root DIR --log FILE --log-format text|json --debug "
+              "--systemd-cgroup --version", "run 'corral-runc COMMAND --help' for a command's options"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    gp = _global_parser()
+    ns, rest = gp.parse_known_args(argv)
+    # global flags must precede the verb; parse_known_args may have taken later ones too,
+    # so find the verb position in argv and re-parse only what precedes it
+    verb_at = next((i for i, a in enumerate(argv) if a in VERBS), None)
+    if verb_at is not None:
+        ns, unknown = gp.parse_known_args(argv[:verb_at])
+        if unknown:
+            sys.stderr.write(f"corral-runc: unknown global option {unknown[0]}\n")
+            return 2
+        rest = argv[verb_at:]
+    if ns.version:
+        from corral import __version__
+        from corral.oci.specgen import OCI_VERSION
+        print(f"corral-runc version {__version__}\nspec: {OCI_VERSION}")
+        return 0
+    if verb_at is None:
+        if rest and not ns.help:
+            sys.stderr.write(f"corral-runc: unknown command {rest[0]!r}\n{_usage()}\n")
+            return 2
+        print(_usage())
+        return 0 if ns.help else 2
+    verb = rest[0]
+    module = importlib.import_module(f"corral.oci.commands.{verb}")
+    parser = argparse.ArgumentParser(prog=f"corral-runc {verb}", description=module.HELP)
+    module.configure(parser)
+    args = parser.parse_args(rest[1:])
+    ctx = Context(ns)
+    try:
+        return module.run(ctx, args) or 0
+    except RuntimeFailure as e:
+        ctx.log.error(str(e))
+        if ctx.log_path is None or ctx.log_format != "json":
+            sys.stderr.write(f"corral-runc: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per corral-runc verb: HELP, configure(parser), run(ctx, args)."""

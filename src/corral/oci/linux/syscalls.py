@@ -1,0 +1,138 @@
+"""Thin ctypes wrappers over the Linux system calls the runtime needs.
+
+Every wrapper raises OSError(errno, message) on failure, like the os module does.
+Only the stdlib is imported so the runtime's start path stays cheap.
+"""
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# clone/unshare/setns flags
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# mount flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+# prctl options
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+SYS_pivot_root = 155  # x86_64
+SYS_capget = 125
+SYS_capset = 126
+SYS_openat2 = 437
+SYS_pidfd_open = 434
+SYS_pidfd_send_signal = 424
+
+
+def _fs(value):
+    if value is None:
+        return None
+    return os.fsencode(value)
+
+
+def _check(ret, what):
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    _check(_libc.mount(_fs(source), _fs(target), _fs(fstype), flags, _fs(data)),
+           f"mount {source} on {target} ({fstype or 'bind'})")
+
+
+def umount2(target, flags=0):
+    _check(_libc.umount2(_fs(target), flags), f"umount {target}")
+
+
+def unshare(flags):
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd, nstype=0):
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def sethostname(name):
+    b = name.encode()
+    _check(_libc.sethostname(b, len(b)), "sethostname")
+
+
+def setdomainname(name):
+    b = name.encode()
+    _check(_libc.setdomainname(b, len(b)), "setdomainname")
+
+
+def pivot_root(new_root, put_old):
+    _check(_libc.syscall(SYS_pivot_root, _fs(new_root), _fs(put_old)), f"pivot_root {new_root}")
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def syscall(number, *args, what="syscall"):
+    return _check(_libc.syscall(number, *args), what)
+
+
+def pidfd_open(pid, flags=0):
+    return _check(_libc.syscall(SYS_pidfd_open, ctypes.c_int(pid), ctypes.c_uint(flags)), f"pidfd_open {pid}")
+
+
+def libc():
+    """The loaded libc, for modules that wrap further calls (capabilities, user ids)."""
+    return _libc
