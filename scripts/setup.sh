@@ -30,7 +30,7 @@ fi
 make -s proto PYTHON=.venv/bin/python
 
 # entry points on PATH for containerd and for people (they name the venv's interpreter directly)
-for bin in corral-runc; do
+for bin in corral-runc corrald; do
     ln -sf "$ROOT/.venv/bin/$bin" "/usr/local/bin/$bin"
 done
 

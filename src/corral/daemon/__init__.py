@@ -1,0 +1,1 @@
+"""corrald: the daemon. Plugin registry, configuration and the gRPC server wiring."""

@@ -1,0 +1,30 @@
+"""The plugins corrald registers, with their types, ids, requirements and config defaults.
+
+Init functions import their modules lazily so a failing or disabled plugin costs nothing."""
+
+from .plugin import Registration
+
+GRPC = "io.containerd.grpc.v1"
+INTERNAL = "io.containerd.internal.v1"
+
+
+def _introspection(ic):
+    from corral.services.introspection import Introspection, IntrospectionService
+    return IntrospectionService(Introspection(ic.registry, ic.daemon_config["root"]))
+
+
+def _version(ic):
+    from corral.services.version import VersionService
+    return VersionService()
+
+
+def registrations():
+    regs = [
+        Registration(GRPC, "version", _version),
+        Registration(GRPC, "introspection", _introspection, requires=["*"]),
+    ]
+    try:
+        from . import storage_plugins
+    except ImportError:  # storage libraries not installed
+        return regs
+    return storage_plugins.registrations() + regs

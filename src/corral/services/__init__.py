@@ -1,0 +1,1 @@
+"""One module per containerd service: a local object with the logic and a thin gRPC adapter."""
