@@ -6,6 +6,7 @@ from .plugin import Registration
 
 GRPC = "io.containerd.grpc.v1"
 INTERNAL = "io.containerd.internal.v1"
+EVENT = "io.containerd.event.v1"
 
 
 def _introspection(ic):
@@ -18,8 +19,20 @@ def _version(ic):
     return VersionService()
 
 
+def _exchange(ic):
+    from corral.services.events import Exchange
+    return Exchange()
+
+
+def _events(ic):
+    from corral.services.events import EventsService
+    return EventsService(ic.get(EVENT))
+
+
 def registrations():
     regs = [
+        Registration(EVENT, "exchange", _exchange),
+        Registration(GRPC, "events", _events, requires=[EVENT]),
         Registration(GRPC, "version", _version),
         Registration(GRPC, "introspection", _introspection, requires=["*"]),
     ]
