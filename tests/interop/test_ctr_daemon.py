@@ -47,3 +47,29 @@ def test_plugins_ls(daemon):
     # filters reach the server
     out = daemon.ctr("plugins", "ls", "type==io.containerd.grpc.v1").stdout
     assert all(line.startswith("io.containerd.grpc.v1") for line in out.splitlines()[1:])
+
+
+def test_content_ingest_ls_get_label_rm(daemon, tmp_path):
+    blob = b"hello corral content\n" * 1000
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    daemon.ctr("content", "ingest", "--expected-digest", digest, "--expected-size", str(len(blob)),
+               "ref-" + tmp_path.name, input=blob.decode())
+    assert digest in daemon.ctr("content", "ls").stdout
+    assert daemon.ctr("content", "get", digest).stdout.encode() == blob
+    # a second ingest of the same blob succeeds (AlreadyExists is success for clients)
+    daemon.ctr("content", "ingest", "--expected-digest", digest, "ref2-" + tmp_path.name, input=blob.decode())
+    daemon.ctr("content", "label", digest, "corral.test=yes")
+    assert digest in daemon.ctr("content", "ls", "labels.\"corral.test\"==yes").stdout
+    assert digest not in daemon.ctr("content", "ls", "labels.\"corral.test\"==no").stdout
+    daemon.ctr("content", "rm", digest)
+    assert digest not in daemon.ctr("content", "ls").stdout
+    res = daemon.ctr("content", "get", digest, check=False)
+    assert res.returncode != 0 and "not found" in res.stderr
+
+
+def test_wrong_digest_refused(daemon, tmp_path):
+    res = daemon.ctr("content", "ingest", "--expected-digest", "sha256:" + "0" * 64,
+                     "bad-" + tmp_path.name, input="data", check=False)
+    assert res.returncode != 0
+    assert "sha256:" + "0" * 64 not in daemon.ctr("content", "ls").stdout

@@ -36,8 +36,5 @@ def registrations():
         Registration(GRPC, "version", _version),
         Registration(GRPC, "introspection", _introspection, requires=["*"]),
     ]
-    try:
-        from . import storage_plugins
-    except ImportError:  # storage libraries not installed
-        return regs
-    return storage_plugins.registrations() + regs
+    from . import storage_plugins
+    return regs + storage_plugins.registrations()
