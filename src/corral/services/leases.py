@@ -1,0 +1,92 @@
+"""Leases: the local object over the metadata DB and the gRPC service
+containerd.services.leases.v1.Leases."""
+
+import secrets
+import time
+
+from google.protobuf import empty_pb2
+
+from corral.api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
+
+from . import filters
+from .errors import InvalidArgument
+from .fieldpaths import check_labels
+from .grpcutil import namespace, rpc, ts, validate_name
+
+_RESOURCE_TYPES = ("content", "ingests", "snapshots/")
+
+
+def _check_resource(r):
+    if not r.id:
+        raise InvalidArgument("lease resource id must not be empty")
+    if not (r.type in ("content", "ingests") or r.type.startswith("snapshots/")):
+        raise InvalidArgument(f"lease resource type {r.type!r} is not supported: use content, ingests or snapshots/<snapshotter>")
+
+
+class Leases:
+    def __init__(self, db, collect=None):
+        self.db = db
+        self.collect = collect
+
+    def create(self, ns, lease_id, labels):
+        lease_id = lease_id or f"{int(time.time())}-{secrets.token_hex(6)}"
+        validate_name("lease", lease_id)
+        check_labels(labels)
+        created = time.time()
+        self.db.create_lease(ns, lease_id, labels, created)
+        return leases_pb2.Lease(id=lease_id, created_at=ts(created), labels=labels)
+
+    def delete(self, ns, lease_id, sync=False):
+        self.db.delete_lease(ns, lease_id)
+        if sync and self.collect is not None:
+            self.collect(ns)
+
+    def list(self, ns, filter_strings=()):
+        match = filters.parse(filter_strings)
+        return [l for l in self.db.list_leases(ns) if match(filters.getter({"id": l.id}, dict(l.labels)))]
+
+    def add_resource(self, ns, lease_id, r):
+        _check_resource(r)
+        self.db.add_lease_resource(ns, lease_id, r.type, r.id)
+
+    def delete_resource(self, ns, lease_id, r):
+        _check_resource(r)
+        self.db.delete_lease_resource(ns, lease_id, r.type, r.id)
+
+    def list_resources(self, ns, lease_id):
+        return [leases_pb2.Resource(id=rid, type=rtype) for rtype, rid in self.db.list_lease_resources(ns, lease_id)]
+
+
+class LeasesService(leases_pb2_grpc.LeasesServicer):
+    def __init__(self, local):
+        self.local = local
+
+    @rpc
+    def Create(self, request, context):
+        return leases_pb2.CreateResponse(lease=self.local.create(namespace(context), request.id, dict(request.labels)))
+
+    @rpc
+    def Delete(self, request, context):
+        self.local.delete(namespace(context), request.id, request.sync)
+        return empty_pb2.Empty()
+
+    @rpc
+    def List(self, request, context):
+        return leases_pb2.ListResponse(leases=self.local.list(namespace(context), list(request.filters)))
+
+    @rpc
+    def AddResource(self, request, context):
+        self.local.add_resource(namespace(context), request.id, request.resource)
+        return empty_pb2.Empty()
+
+    @rpc
+    def DeleteResource(self, request, context):
+        self.local.delete_resource(namespace(context), request.id, request.resource)
+        return empty_pb2.Empty()
+
+    @rpc
+    def ListResources(self, request, context):
+        return leases_pb2.ListResourcesResponse(resources=self.local.list_resources(namespace(context), request.id))
+
+    def add_to_server(self, server):
+        leases_pb2_grpc.add_LeasesServicer_to_server(self, server)
