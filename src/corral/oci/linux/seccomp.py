@@ -1,0 +1,167 @@
+"""linux.seccomp of config.json through libseccomp (pyseccomp).
+
+validate() checks a config with tables of names only; pyseccomp (about 50 ms to import) is
+imported by build() alone, and only when a config has seccomp.
+"""
+
+import errno
+
+from corral.oci.errors import RuntimeFailure
+
+# Kernel return values of the actions (SECCOMP_RET_*), the same numbers libseccomp uses.
+ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000,          # kill the thread, as runc does for SCMP_ACT_KILL
+    "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000,
+    "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000,
+    "SCMP_ACT_ALLOW": 0x7FFF0000,
+    "SCMP_ACT_NOTIFY": 0x7FC00000,
+}
+_WITH_RET = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+
+# config.json names -> attribute names of pyseccomp.Arch
+ARCHES = {
+    "SCMP_ARCH_X86": "X86", "SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X32": "X32",
+    "SCMP_ARCH_ARM": "ARM", "SCMP_ARCH_AARCH64": "AARCH64",
+    "SCMP_ARCH_MIPS": "MIPS", "SCMP_ARCH_MIPS64": "MIPS64", "SCMP_ARCH_MIPS64N32": "MIPS64N32",
+    "SCMP_ARCH_MIPSEL": "MIPSEL", "SCMP_ARCH_MIPSEL64": "MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32": "MIPSEL64N32",
+    "SCMP_ARCH_PPC": "PPC", "SCMP_ARCH_PPC64": "PPC64", "SCMP_ARCH_PPC64LE": "PPC64LE",
+    "SCMP_ARCH_S390": "S390", "SCMP_ARCH_S390X": "S390X",
+    "SCMP_ARCH_PARISC": "PARISC", "SCMP_ARCH_PARISC64": "PARISC64",
+    "SCMP_ARCH_RISCV64": "RISCV64",
+}
+
+OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+       "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+
+# flag -> libseccomp filter attribute (pyseccomp.Attr values)
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 4, "SECCOMP_FILTER_FLAG_LOG": 6,
+         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7}
+
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_OPTIMIZE = 8
+_NR_SCMP_ERROR = -1
+_U64 = 2 ** 64 - 1
+
+
+def _check_action(name, ret, where):
+    if name not in ACTIONS:
+        raise RuntimeFailure(f"unknown seccomp action {name!r} in {where}: use one of "
+                             f"{', '.join(sorted(ACTIONS))}")
+    if name == "SCMP_ACT_NOTIFY":
+        raise RuntimeFailure(f"seccomp action SCMP_ACT_NOTIFY in {where} is not supported by "
+                             "corral-runc (no seccomp agent support): use another action")
+    if ret is not None and (not isinstance(ret, int) or isinstance(ret, bool) or not 0 <= ret <= 0xFFFF):
+        raise RuntimeFailure(f"bad errnoRet {ret!r} in {where}: want an errno number 0-65535")
+
+
+def validate(cfg):
+    """Refuse what build() would refuse, without importing pyseccomp."""
+    if not isinstance(cfg, dict):
+        raise RuntimeFailure("linux.seccomp in config.json must be an object")
+    if "defaultAction" not in cfg:
+        raise RuntimeFailure("linux.seccomp in config.json has no defaultAction: add one, "
+                             "e.g. SCMP_ACT_ERRNO")
+    _check_action(cfg["defaultAction"], cfg.get("defaultErrnoRet"), "linux.seccomp.defaultAction")
+    for arch in cfg.get("architectures") or ():
+        if arch not in ARCHES:
+            raise RuntimeFailure(f"unknown seccomp architecture {arch!r} in config.json: use one "
+                                 f"of {', '.join(sorted(ARCHES))}")
+    for flag in cfg.get("flags") or ():
+        if flag not in FLAGS:
+            raise RuntimeFailure(f"seccomp flag {flag!r} in config.json is not supported: use "
+                                 f"{', '.join(sorted(FLAGS))}")
+    for i, call in enumerate(cfg.get("syscalls") or ()):
+        where = f"linux.seccomp.syscalls[{i}]"
+        if not isinstance(call, dict):
+            raise RuntimeFailure(f"{where} in config.json must be an object")
+        names = call.get("names")
+        if names is None and "name" in call:
+            names = [call["name"]]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise RuntimeFailure(f"{where} in config.json needs a non-empty list of syscall names")
+        _check_action(call.get("action"), call.get("errnoRet"), where)
+        args = call.get("args") or []
+        if len(args) > 6 * 6:
+            raise RuntimeFailure(f"{where} in config.json has too many argument rules")
+        for arg in args:
+            index, op = arg.get("index"), arg.get("op")
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 5:
+                raise RuntimeFailure(f"bad argument index {index!r} in {where}: want 0-5")
+            if op not in OPS:
+                raise RuntimeFailure(f"unknown seccomp operator {op!r} in {where}: use one of "
+                                     f"{', '.join(sorted(OPS))}")
+            for key in ("value", "valueTwo"):
+                v = arg.get(key, 0)
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= _U64:
+                    raise RuntimeFailure(f"bad {key} {v!r} in {where}: want an unsigned 64-bit integer")
+
+
+def _action(name, ret):
+    code = ACTIONS[name]
+    if name in _WITH_RET:
+        code |= (errno.EPERM if ret is None else ret) & 0xFFFF
+    return code
+
+
+def build(cfg):
+    """A libseccomp filter for the config, ready to load(); nothing is loaded yet."""
+    validate(cfg)
+    import pyseccomp
+
+    default = _action(cfg["defaultAction"], cfg.get("defaultErrnoRet"))
+    try:
+        filt = pyseccomp.SyscallFilter(default)
+        for arch in cfg.get("architectures") or ():
+            try:
+                filt.add_arch(getattr(pyseccomp.Arch, ARCHES[arch]))
+            except OSError as e:
+                if e.errno != errno.EEXIST:  # the native arch is always in
+                    raise
+        for flag in cfg.get("flags") or ():
+            filt.set_attr(FLAGS[flag], 1)
+        # the runtime sets no_new_privs itself when process.noNewPrivileges asks for it
+        filt.set_attr(_ATTR_CTL_NNP, 0)
+    except OSError as e:
+        raise RuntimeFailure(f"setting up the seccomp filter failed: {e.strerror}") from None
+    syscalls = cfg.get("syscalls") or ()
+    if len(syscalls) > 32:
+        try:
+            filt.set_attr(_ATTR_CTL_OPTIMIZE, 2)  # binary tree: faster for long lists
+        except OSError:
+            pass
+    for call in syscalls:
+        act = _action(call["action"], call.get("errnoRet"))
+        if act == default:
+            continue
+        conds = [pyseccomp.Arg(a["index"], OPS[a["op"]], a.get("value", 0), a.get("valueTwo", 0))
+                 for a in call.get("args") or ()]
+        # several conditions on one argument cannot be ANDed by libseccomp: one rule each
+        per_arg = [a["index"] for a in call.get("args") or ()]
+        split = len(per_arg) != len(set(per_arg))
+        for name in call.get("names") or [call.get("name")]:
+            nr = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+            if nr == _NR_SCMP_ERROR:
+                continue  # unknown to libseccomp: skipped, as runc does
+            try:
+                if split:
+                    for c in conds:
+                        filt.add_rule(act, nr, c)
+                else:
+                    filt.add_rule(act, nr, *conds)
+            except OSError as e:
+                raise RuntimeFailure(f"adding the seccomp rule for {name} failed: {e.strerror}") from None
+    return filt
+
+
+def load(filt):
+    try:
+        filt.load()
+    except OSError as e:
+        hint = " (without noNewPrivileges it must be loaded while CAP_SYS_ADMIN is held)" \
+            if e.errno == errno.EACCES else ""
+        raise RuntimeFailure(f"loading the seccomp filter failed: {e.strerror}{hint}") from None

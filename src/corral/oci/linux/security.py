@@ -1,0 +1,98 @@
+"""The container process's security setup, in the order runc uses.
+
+    validate(spec)               parent, before anything is created
+    apply_rlimits(process)       container init, early
+    last = finalize(process, linux)
+                                 container init, after the rootfs is set up (uid 0, all caps)
+    last()                       container init, right before execve
+    set_oom_score_adj(pid, n)    parent
+
+finalize() is used for `exec` processes too. pyseccomp is imported only for configs that
+have linux.seccomp.
+"""
+
+from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import capabilities, lsm, rlimits, syscalls, user
+
+
+def validate(spec):
+    process = spec.get("process") or {}
+    linux = spec.get("linux") or {}
+    validate_process(process, linux)
+    if linux.get("seccomp") is not None:
+        from corral.oci.linux import seccomp
+        seccomp.validate(linux["seccomp"])
+
+
+def validate_process(process, linux=None):
+    """The process-level checks (also for `exec --process` files)."""
+    caps = process.get("capabilities") or {}
+    if not isinstance(caps, dict):
+        raise RuntimeFailure("process.capabilities in config.json must be an object of lists")
+    for kind, names in caps.items():
+        if kind not in capabilities.SETS:
+            raise RuntimeFailure(f"unknown capability set {kind!r} in config.json: use "
+                                 f"{', '.join(capabilities.SETS)}")
+        if not isinstance(names, list):
+            raise RuntimeFailure(f"process.capabilities.{kind} in config.json must be a list of names")
+        bad = capabilities.unknown_names(names)
+        if bad:
+            raise RuntimeFailure(f"unknown capability {bad[0]!r} in process.capabilities.{kind} "
+                                 "of config.json: use names like CAP_NET_ADMIN")
+    rlimits.validate(process.get("rlimits"))
+    user.validate(process.get("user"))
+    adj = process.get("oomScoreAdj")
+    if adj is not None and (not isinstance(adj, int) or isinstance(adj, bool) or not -1000 <= adj <= 1000):
+        raise RuntimeFailure(f"process.oomScoreAdj {adj!r} in config.json is out of range: "
+                             "want -1000 to 1000")
+    lsm.validate(process, linux)
+
+
+def apply_rlimits(process):
+    rlimits.apply(process.get("rlimits"))
+
+
+def finalize(process, linux):
+    """Everything after the rootfs: returns last_step(), to call right before execve.
+
+    Also puts HOME=<the user's home> into process['env'] when it has no HOME, as runc does."""
+    linux = linux or {}
+    proc_user = process.get("user") or {}
+    nnp = bool(process.get("noNewPrivileges"))
+    masks = capabilities.masks_from_spec(process.get("capabilities"))
+    filt = None
+    if linux.get("seccomp") is not None:
+        from corral.oci.linux import seccomp
+        filt = seccomp.build(linux["seccomp"])
+        if not nnp:
+            # without no_new_privs loading a filter needs CAP_SYS_ADMIN: load before the drop
+            seccomp.load(filt)
+    capabilities.drop_bounding(masks["bounding"])
+    capabilities.set_keepcaps(True)
+    user.switch(proc_user)
+    capabilities.set_keepcaps(False)
+    capabilities.apply(masks)
+    user.set_umask(proc_user)
+    env = process.get("env")
+    if env is not None and not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + user.home_of(int(proc_user.get("uid", 0))))
+    if nnp:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    lsm.set_exec_labels(process)
+
+    def last_step():
+        if filt is not None and nnp:
+            seccomp.load(filt)
+
+    return last_step
+
+
+def set_oom_score_adj(pid, value):
+    if value is None:
+        return
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write(str(int(value)))
+    except OSError as e:
+        raise RuntimeFailure(f"setting oom_score_adj {value} for pid {pid} failed: {e.strerror} "
+                             "(lowering it needs CAP_SYS_RESOURCE)") from None
