@@ -73,3 +73,30 @@ def test_wrong_digest_refused(daemon, tmp_path):
                      "bad-" + tmp_path.name, input="data", check=False)
     assert res.returncode != 0
     assert "sha256:" + "0" * 64 not in daemon.ctr("content", "ls").stdout
+
+
+def test_events_subscribe(daemon, tmp_path):
+    import subprocess
+    import time
+    blob = b"an event payload\n"
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    out = open(tmp_path / "events.txt", "w+")
+    proc = subprocess.Popen(["ctr", "--address", daemon.sock, "events"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)  # let the subscription reach the daemon
+        daemon.ctr("content", "ingest", "--expected-digest", digest, "ev-" + tmp_path.name, input=blob.decode())
+        daemon.ctr("content", "rm", digest)
+        deadline = time.monotonic() + 10
+        text = ""
+        while time.monotonic() < deadline:
+            out.seek(0)
+            text = out.read()
+            if "/content/delete" in text:
+                break
+            time.sleep(0.1)
+        assert "/content/delete" in text and digest in text, text
+    finally:
+        proc.kill()
+        proc.wait(5)
+        out.close()
