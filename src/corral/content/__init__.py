@@ -1,0 +1,1 @@
+"""The content store: content-addressed blobs and resumable ingests."""
