@@ -1,0 +1,1 @@
+"""Layer tars: safe apply into a root, and tar creation for diffs."""

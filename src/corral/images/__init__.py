@@ -1,0 +1,1 @@
+"""Images: references, media types, manifests and platforms, pull/push, unpack, import/export."""
