@@ -18,6 +18,8 @@ def run_secured(process, linux=None, argv=None, root=None, env=None, timeout=30)
     linux = copy.deepcopy(linux or {})
     from corral.oci.linux import security
 
+    security.preload({"linux": linux})  # on the host, before the child may chroot
+
     def child():
         try:
             if root:

@@ -182,3 +182,15 @@ def test_same_seccomp_view_as_runc(tmpdir_root, cid):
     ours = run_secured(spec["process"], spec["linux"], argv=_sh(script.replace("/tmp/x", f"{tmpdir_root}/x")))
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout
+
+
+def test_filter_in_a_rootfs_without_libseccomp(tmpdir_root):
+    # libseccomp is loaded on the host; the busybox rootfs has no library at all
+    from corral.busybox import make_rootfs
+    root = make_rootfs(os.path.join(tmpdir_root, "rootfs"))
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [_mkdir_rule()]}
+    out = run_secured(_process(), {"seccomp": seccomp}, root=root,
+                      argv=["/bin/busybox", "sh", "-c", "mkdir /tmp/d; echo done"])
+    assert out.returncode == 0, out.stderr
+    assert "Operation not permitted" in out.stderr and out.stdout.strip() == "done"
+    assert not os.path.exists(os.path.join(root, "tmp/d"))

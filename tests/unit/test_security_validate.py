@@ -89,14 +89,25 @@ def test_good_configs_pass():
                    "args": [{"index": 1, "value": 255, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]))))
 
 
-def _imports_pyseccomp(spec):
+def _imports(spec):
     code = ("import json, sys; from corral.oci.linux import security; "
-            "security.validate(json.loads(sys.argv[1])); print('pyseccomp' in sys.modules)")
+            "security.validate(json.loads(sys.argv[1])); "
+            "print('pyseccomp' in sys.modules, 'ctypes.util' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True,
                          text=True, timeout=60, check=True).stdout
-    return out.strip() == "True"
+    return out.split()
 
 
-def test_pyseccomp_is_imported_only_for_seccomp_configs():
-    assert not _imports_pyseccomp(_spec(lambda s: None))
-    assert not _imports_pyseccomp(_spec(_set(["linux", "seccomp"], _seccomp())))
+def test_pyseccomp_is_loaded_on_the_host_only_for_seccomp_configs():
+    assert _imports(_spec(lambda s: None)) == ["False", "False"]
+    # loaded by validate() in the parent, so never from a container's rootfs; without the
+    # ~20 ms ctypes.util import
+    assert _imports(_spec(_set(["linux", "seccomp"], _seccomp()))) == ["True", "False"]
+
+
+def test_build_refuses_to_load_libseccomp_itself():
+    code = ("import sys; from corral.oci.linux import seccomp; from corral.oci.errors import RuntimeFailure\n"
+            "try:\n    seccomp.build({'defaultAction': 'SCMP_ACT_ALLOW'})\n"
+            "except RuntimeFailure as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "before entering the container's rootfs" in out.stdout, out.stdout + out.stderr

@@ -84,10 +84,10 @@ def to_names(mask):
     return [name for i, name in enumerate(NAMES) if mask >> i & 1]
 
 
-def masks_from_spec(caps):
+def masks_from_spec(caps, limit=None):
     """{'bounding': mask, ...} for the process.capabilities object of config.json."""
     caps = caps or {}
-    limit = last_cap()
+    limit = last_cap() if limit is None else limit
     return {s: to_mask(caps.get(s), limit) for s in SETS}
 
 
@@ -118,9 +118,10 @@ def capset(effective, permitted, inheritable):
         raise RuntimeFailure(f"setting capabilities failed: {os.strerror(err)}{hint}")
 
 
-def drop_bounding(keep_mask):
-    """Drop from the bounding set every capability not in keep_mask."""
-    for cap in range(last_cap() + 1):
+def drop_bounding(keep_mask, last=None):
+    """Drop from the bounding set every capability not in keep_mask (up to `last`, the
+    kernel's last cap: pass it when a seccomp filter may already forbid reading /proc)."""
+    for cap in range((last_cap() if last is None else last) + 1):
         if keep_mask >> cap & 1:
             continue
         try:

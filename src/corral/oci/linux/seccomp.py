@@ -1,10 +1,12 @@
 """linux.seccomp of config.json through libseccomp (pyseccomp).
 
-validate() checks a config with tables of names only; pyseccomp (about 50 ms to import) is
-imported by build() alone, and only when a config has seccomp.
+validate() checks a config with tables of names only. preload() imports pyseccomp, which
+loads libseccomp: it must run on the host, before the process enters the container's rootfs,
+so that no library is ever loaded from an image; build() refuses to do that import itself.
 """
 
 import errno
+import sys
 
 from corral.oci.errors import RuntimeFailure
 
@@ -108,10 +110,56 @@ def _action(name, ret):
     return code
 
 
+_SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+
+def _quick_find_library(name):
+    import ctypes
+    soname = _SONAMES.get(name)
+    try:
+        ctypes.CDLL(soname)
+    except (OSError, TypeError):
+        raise ImportError(f"{name} is not loadable as {soname}") from None
+    return soname
+
+
+def preload():
+    """Import pyseccomp (and with it libseccomp) now, on the host.
+
+    pyseccomp finds its libraries with ctypes.util, whose import (shutil, subprocess) and
+    ldconfig run cost ~20 ms on the container start path; a stand-in that names the usual
+    sonames is used for the import when they load, the real ctypes.util otherwise."""
+    if "pyseccomp" in sys.modules:
+        return sys.modules["pyseccomp"]
+    import ctypes
+    import types
+    if "ctypes.util" not in sys.modules:
+        stand_in = types.ModuleType("ctypes.util")
+        stand_in.find_library = _quick_find_library
+        sys.modules["ctypes.util"] = ctypes.util = stand_in
+        try:
+            import pyseccomp
+            return pyseccomp
+        except ImportError:
+            sys.modules.pop("pyseccomp", None)
+        finally:
+            del sys.modules["ctypes.util"]
+            if getattr(ctypes, "util", None) is stand_in:
+                del ctypes.util
+    try:
+        import pyseccomp
+    except (ImportError, RuntimeError) as e:
+        raise RuntimeFailure(f"seccomp is unavailable: {e}; install libseccomp2 and pyseccomp") from None
+    return pyseccomp
+
+
 def build(cfg):
     """A libseccomp filter for the config, ready to load(); nothing is loaded yet."""
     validate(cfg)
-    import pyseccomp
+    pyseccomp = sys.modules.get("pyseccomp")
+    if pyseccomp is None:
+        raise RuntimeFailure("internal error: libseccomp was not loaded before entering the "
+                             "container's rootfs (call security.preload(spec) on the host first)")
 
     default = _action(cfg["defaultAction"], cfg.get("defaultErrnoRet"))
     try:

@@ -1,6 +1,8 @@
 """The container process's security setup, in the order runc uses.
 
-    validate(spec)               parent, before anything is created
+    validate(spec)               parent, before anything is created (loads libseccomp when
+                                 the config has seccomp; a re-executed init calls
+                                 preload(spec) itself before it enters the rootfs)
     apply_rlimits(process)       container init, early
     last = finalize(process, linux)
                                  container init, after the rootfs is set up (uid 0, all caps)
@@ -8,7 +10,7 @@
     set_oom_score_adj(pid, n)    parent
 
 finalize() is used for `exec` processes too. pyseccomp is imported only for configs that
-have linux.seccomp.
+have linux.seccomp, and only on the host (never from inside a container's rootfs).
 """
 
 from corral.oci.errors import RuntimeFailure
@@ -22,6 +24,14 @@ def validate(spec):
     if linux.get("seccomp") is not None:
         from corral.oci.linux import seccomp
         seccomp.validate(linux["seccomp"])
+    preload(spec)
+
+
+def preload(spec):
+    """Load what finalize() will need from the host while still outside the rootfs."""
+    if ((spec.get("linux") or {}).get("seccomp")) is not None:
+        from corral.oci.linux import seccomp
+        seccomp.preload()
 
 
 def validate_process(process, linux=None):
@@ -59,7 +69,12 @@ def finalize(process, linux):
     linux = linux or {}
     proc_user = process.get("user") or {}
     nnp = bool(process.get("noNewPrivileges"))
-    masks = capabilities.masks_from_spec(process.get("capabilities"))
+    # read what we need from /proc and /etc before a filter may forbid it
+    last_cap = capabilities.last_cap()
+    masks = capabilities.masks_from_spec(process.get("capabilities"), last_cap)
+    env = process.get("env")
+    if env is not None and not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + user.home_of(int(proc_user.get("uid", 0))))
     filt = None
     if linux.get("seccomp") is not None:
         from corral.oci.linux import seccomp
@@ -67,15 +82,12 @@ def finalize(process, linux):
         if not nnp:
             # without no_new_privs loading a filter needs CAP_SYS_ADMIN: load before the drop
             seccomp.load(filt)
-    capabilities.drop_bounding(masks["bounding"])
+    capabilities.drop_bounding(masks["bounding"], last_cap)
     capabilities.set_keepcaps(True)
     user.switch(proc_user)
     capabilities.set_keepcaps(False)
     capabilities.apply(masks)
     user.set_umask(proc_user)
-    env = process.get("env")
-    if env is not None and not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=" + user.home_of(int(proc_user.get("uid", 0))))
     if nnp:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     lsm.set_exec_labels(process)
