@@ -29,11 +29,37 @@ def _events(ic):
     return EventsService(ic.get(EVENT))
 
 
+RUNTIME = "io.containerd.runtime.v2"
+
+
+def _runtime(ic):
+    from . import config as configmod
+    from .runtime import RuntimeV2
+    from .ttrpcbridge import Loop, SyncClient, serve_events
+    exchange = ic.get(EVENT)
+    cfg = ic.daemon_config
+    loop = Loop()
+    try:
+        server = serve_events(loop, configmod.ttrpc_address(cfg), exchange)
+    except Exception:
+        loop.close()
+        raise
+    rt = RuntimeV2(ic.root, ic.state, cfg["grpc"]["address"], configmod.ttrpc_address(cfg),
+                   lambda address, ns, timeout: SyncClient(loop, address, ns, timeout),
+                   publish=exchange.publish)
+    rt.on_close.append(lambda: loop.run(server.close(), 5))
+    rt.on_close.append(loop.close)
+    rt.load()
+    ic.exports["state"] = ic.state
+    return rt
+
+
 def registrations():
     regs = [
         Registration(EVENT, "exchange", _exchange),
         Registration(GRPC, "events", _events, requires=[EVENT]),
         Registration(GRPC, "version", _version),
+        Registration(RUNTIME, "task", _runtime, requires=[EVENT]),
         Registration(GRPC, "introspection", _introspection, requires=["*"]),
     ]
     from . import storage_plugins

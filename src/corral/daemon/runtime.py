@@ -63,7 +63,9 @@ class RuntimeV2:
         self.state = state
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
-        self.connector = connector  # connector(address) -> client with .call(service, method, bytes, timeout), .close()
+        # connector(address, ns, timeout) -> client with .call(service, method, bytes, timeout), .close()
+        self.connector = connector
+        self.on_close = []
         self.publish = publish or (lambda ns, topic, msg: None)
         self.lock = threading.Lock()
         self.shims = {}  # (ns, id) -> Shim
@@ -189,7 +191,7 @@ class RuntimeV2:
             bundle = self._make_bundle(ns, cid, spec)
             self._shim_log(bundle, cid)
             address = self._start_shim(ns, cid, runtime, bundle, options)
-            shim = Shim(ns, cid, bundle, address, runtime, self.connector(address))
+            shim = Shim(ns, cid, bundle, address, runtime, self.connector(address, ns, START_TIMEOUT))
             req = shim_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=rootfs, terminal=terminal,
                                              stdin=stdin, stdout=stdout, stderr=stderr, checkpoint=checkpoint)
             if options is not None and options.type_url:
@@ -280,7 +282,7 @@ class RuntimeV2:
                 try:
                     if not address:
                         raise ConnectionError("no address file")
-                    client = self.connector(address, timeout=LOAD_TIMEOUT)
+                    client = self.connector(address, ns, LOAD_TIMEOUT)
                     shim = Shim(ns, cid, bundle, address, runtime, client)
                     shim.call("Connect", shim_pb2.ConnectRequest(id=cid), shim_pb2.ConnectResponse, timeout=LOAD_TIMEOUT)
                     self._shim_log(bundle, cid)
@@ -303,6 +305,11 @@ class RuntimeV2:
                 shim.client.close()
             except Exception:
                 pass
+        for fn in self.on_close:
+            try:
+                fn()
+            except Exception as e:
+                log.warning("runtime close: %s", e)
 
 
 class _Empty:

@@ -1,0 +1,122 @@
+"""corral's asyncio ttrpc (corral.ttrpc) used from the daemon's gRPC threads: one event loop
+in a background thread runs the shim clients and the events endpoint shims publish to."""
+
+import asyncio
+import logging
+import os
+import threading
+
+from corral.services import errors
+
+log = logging.getLogger("corrald")
+
+NAMESPACE_KEY = "containerd-namespace-ttrpc"
+
+_BY_CODE = {3: errors.InvalidArgument, 5: errors.NotFound, 6: errors.AlreadyExists,
+            9: errors.FailedPrecondition, 12: errors.Unimplemented, 14: errors.Unavailable}
+
+
+class ShimCallError(errors.ServiceError):
+    """A shim answered with an error status that has no closer class."""
+
+
+def _map_error(e, what):
+    from corral.ttrpc.errors import CODE_NAMES
+    cls = _BY_CODE.get(e.code)
+    msg = f"{what}: {getattr(e, 'message', e)}"
+    if cls is None:
+        err = ShimCallError(msg)
+        err.grpc_code = CODE_NAMES.get(e.code, "UNKNOWN")
+        return err
+    return cls(msg)
+
+
+class _Raw:
+    def __init__(self, data):
+        self.data = data
+
+    def SerializeToString(self):
+        return self.data
+
+
+class _RawResponse:
+    @staticmethod
+    def FromString(data):
+        return data
+
+
+class Loop:
+    """An asyncio loop on its own thread; run(coro) from any other thread."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ttrpc-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout=None):
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            fut.cancel()
+            raise
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class SyncClient:
+    """A blocking façade over corral.ttrpc.client.Client for one shim address."""
+
+    def __init__(self, loop, address, namespace, timeout=10):
+        from corral.ttrpc.client import Client
+        from corral.ttrpc.errors import TtrpcError
+        self._loop = loop
+        self._error = TtrpcError
+        self.metadata = {NAMESPACE_KEY: namespace}
+        try:
+            self._client = loop.run(Client.connect(address, timeout), timeout + 1)
+        except (OSError, asyncio.TimeoutError, TimeoutError) as e:
+            raise errors.Unavailable(f"cannot connect to shim at {address}: {e or type(e).__name__}") from None
+
+    def call(self, service, method, data, timeout):
+        coro = self._client.call(service, method, _Raw(data), _RawResponse, timeout=timeout, metadata=self.metadata)
+        try:
+            return self._loop.run(coro, None if timeout is None else timeout + 2)
+        except self._error as e:
+            raise _map_error(e, f"shim {method}") from None
+        except TimeoutError:
+            raise errors.Unavailable(f"shim {method}: no answer in {timeout}s") from None
+
+    def close(self):
+        try:
+            self._loop.run(self._client.close(), 5)
+        except Exception:
+            pass
+
+
+def serve_events(loop, address, exchange):
+    """The ttrpc endpoint (containerd.services.events.ttrpc.v1.Events/Forward) where shims
+    send their task events; they go to the exchange like any published event."""
+    from google.protobuf import empty_pb2
+    from corral.api.containerd.services.events.ttrpc.v1 import events_pb2 as ttrpc_events
+    from corral.api.containerd.services.events.v1 import events_pb2
+    from corral.ttrpc.errors import INVALID_ARGUMENT, TtrpcError
+    from corral.ttrpc.server import Server
+
+    async def forward(ctx, req):
+        env = events_pb2.Envelope.FromString(req.envelope.SerializeToString())
+        try:
+            exchange.forward(env)
+        except errors.ServiceError as e:
+            raise TtrpcError(INVALID_ARGUMENT, str(e)) from None
+        return empty_pb2.Empty()
+
+    server = Server()
+    server.register("containerd.services.events.ttrpc.v1.Events", {"Forward": (ttrpc_events.ForwardRequest, forward)})
+    os.makedirs(os.path.dirname(address) or ".", mode=0o711, exist_ok=True)
+    if os.path.exists(address):
+        os.unlink(address)  # the gRPC socket check already proved no other daemon runs
+    loop.run(server.serve(address), 10)
+    return server
