@@ -136,3 +136,44 @@ def pidfd_open(pid, flags=0):
 def libc():
     """The loaded libc, for modules that wrap further calls (capabilities, user ids)."""
     return _libc
+
+
+# openat2(2) and mount_setattr(2), for resolving paths inside a root and recursive mount flags
+SYS_mount_setattr = 442  # x86_64
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def openat2(dirfd, path, flags, resolve, mode=0):
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(_libc.syscall(SYS_openat2, ctypes.c_int(dirfd), _fs(path), ctypes.byref(how),
+                                ctypes.c_size_t(ctypes.sizeof(how))), f"openat2 {path}")
+
+
+def mount_setattr(dirfd, path, flags, attr_set=0, attr_clr=0, propagation=0):
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    _check(_libc.syscall(SYS_mount_setattr, ctypes.c_int(dirfd), _fs(path), ctypes.c_uint(flags),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), f"mount_setattr {path}")
