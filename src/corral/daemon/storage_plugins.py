@@ -36,7 +36,7 @@ def _content_store(ic):
 
 def _content_local(ic):
     from corral.services.content import Content
-    return Content(ic.get(CONTENT), refs=_metadata(ic), publish=_publisher(ic))
+    return Content(ic.get(CONTENT), db=_metadata(ic), publish=_publisher(ic))
 
 
 def _service(ic, name):
@@ -57,10 +57,56 @@ def _diff_grpc(ic):
     return DiffService(Differ(_service(ic, "content-service")))
 
 
+def _metadata_db(ic):
+    import os
+    from corral.metadata.db import MetadataDB
+    os.makedirs(ic.root, mode=0o711, exist_ok=True)
+    path = os.path.join(ic.root, "meta.db")
+    ic.exports["path"] = path
+    return MetadataDB(path)
+
+
+def _local(name):
+    def init(ic):
+        db = ic.get(METADATA)
+        pub = _publisher(ic)
+        if name == "namespaces":
+            from corral.services.namespaces import Namespaces
+            return Namespaces(db, pub)
+        if name == "containers":
+            from corral.services.containers import Containers
+            return Containers(db, pub)
+        if name == "images":
+            from corral.services.images import Images
+            return Images(db, pub)
+        if name == "leases":
+            from corral.services.leases import Leases
+            return Leases(db)
+        raise ValueError(name)
+    return init
+
+
+def _grpc(local_id, module, cls):
+    def init(ic):
+        import importlib
+        mod = importlib.import_module(f"corral.services.{module}")
+        return getattr(mod, cls)(_service(ic, local_id))
+    return init
+
+
 def registrations():
     return [
         Registration(CONTENT, "content", _content_store),
-        Registration(SERVICE, "content-service", _content_local, requires=[CONTENT, EVENT]),
+        Registration(METADATA, "sqlite", _metadata_db, requires=[CONTENT]),
+        Registration(SERVICE, "namespaces-service", _local("namespaces"), requires=[METADATA, EVENT]),
+        Registration(SERVICE, "containers-service", _local("containers"), requires=[METADATA, EVENT]),
+        Registration(SERVICE, "images-service", _local("images"), requires=[METADATA, EVENT]),
+        Registration(SERVICE, "leases-service", _local("leases"), requires=[METADATA]),
+        Registration(GRPC, "namespaces", _grpc("namespaces-service", "namespaces", "NamespacesService"), requires=[SERVICE]),
+        Registration(GRPC, "containers", _grpc("containers-service", "containers", "ContainersService"), requires=[SERVICE]),
+        Registration(GRPC, "images", _grpc("images-service", "images", "ImagesService"), requires=[SERVICE]),
+        Registration(GRPC, "leases", _grpc("leases-service", "leases", "LeasesService"), requires=[SERVICE]),
+        Registration(SERVICE, "content-service", _content_local, requires=[CONTENT, METADATA, EVENT]),
         Registration(GRPC, "content", _content_grpc, requires=[SERVICE]),
         Registration(GRPC, "diff", _diff_grpc, requires=[SERVICE]),
     ]

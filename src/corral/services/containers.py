@@ -3,8 +3,6 @@ masks and publishes events) and the gRPC service containerd.services.containers.
 
 The local object works on the API's Container messages; `db` stores them per namespace."""
 
-import time
-
 from google.protobuf import empty_pb2
 
 from corral.api.containerd.events import container_pb2 as container_events
@@ -13,7 +11,8 @@ from corral.api.containerd.services.containers.v1 import containers_pb2, contain
 from . import filters
 from .errors import FailedPrecondition, InvalidArgument
 from .fieldpaths import check_labels, update_labels
-from .grpcutil import namespace, rpc, ts, validate_name
+from .grpcutil import namespace, rpc, validate_name
+from .records import container_msg, container_rec
 
 LIST_BATCH = 100
 
@@ -42,19 +41,15 @@ class Containers:
         self.publish = publish or (lambda ns, topic, msg: None)
 
     def get(self, ns, cid):
-        return self.db.get_container(ns, cid)
+        return container_msg(self.db.get_container(ns, cid))
 
     def list(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
-        return [c for c in self.db.list_containers(ns) if match(_getter(c))]
+        return [c for c in map(container_msg, self.db.list_containers(ns)) if match(_getter(c))]
 
     def create(self, ns, c):
         validate(c)
-        c = containers_pb2.Container.FromString(c.SerializeToString())
-        now = ts(time.time())
-        c.created_at.CopyFrom(now)
-        c.updated_at.CopyFrom(now)
-        self.db.create_container(ns, c)
+        c = container_msg(self.db.create_container(ns, container_rec(c)))
         self.publish(ns, "/containers/create", container_events.ContainerCreate(
             id=c.id, image=c.image,
             runtime=container_events.ContainerCreate.Runtime(name=c.runtime.name, options=c.runtime.options)))
@@ -63,7 +58,7 @@ class Containers:
     def update(self, ns, c, paths):
         if not c.id:
             raise InvalidArgument("container id must be set for an update")
-        cur = self.db.get_container(ns, c.id)
+        cur = self.get(ns, c.id)
         new = containers_pb2.Container.FromString(cur.SerializeToString())
         if not paths:
             if c.runtime.name and c.runtime.name != cur.runtime.name:
@@ -100,8 +95,7 @@ class Containers:
             else:
                 raise InvalidArgument(f"container {c.id}: cannot update unknown field {p!r}")
         validate(new)
-        new.updated_at.CopyFrom(ts(time.time()))
-        self.db.update_container(ns, new)
+        new = container_msg(self.db.update_container(ns, container_rec(new)))
         self.publish(ns, "/containers/update", container_events.ContainerUpdate(
             id=new.id, image=new.image, labels=dict(new.labels), snapshot_key=new.snapshot_key))
         return new

@@ -10,6 +10,8 @@ from corral.api.containerd.services.content.v1 import content_pb2, content_pb2_g
 from corral.api.containerd.events import content_pb2 as content_events
 
 from . import filters
+from corral.metadata.types import Resource
+
 from .errors import AlreadyExists, InvalidArgument, NotFound
 from .grpcutil import Abort, lease, namespace, rpc, ts
 
@@ -25,44 +27,46 @@ def _ns_ts(ns):
 
 class Content:
     """Blobs are shared by every namespace on disk; which namespace sees which blob, and with
-    which labels, is kept by `refs` (the metadata DB's content references). Without refs
-    every namespace sees every blob with the store's own labels."""
+    which labels, is kept in the metadata DB (`db`). Without a DB every namespace sees every
+    blob with the store's own labels."""
 
-    def __init__(self, store, refs=None, publish=None):
+    def __init__(self, store, db=None, publish=None):
         self.store = store
-        self.refs = refs
+        self.db = db
         self.publish = publish or (lambda ns, topic, msg: None)
 
     def info(self, ns, digest):
-        info = self.store.info(digest)
-        if self.refs is not None:
-            info.labels = self.refs.content_labels(ns, digest)  # NotFound when not in ns
-        return info
+        if self.db is not None:
+            ref = self.db.get_content(ns, digest)  # NotFound when not in ns
+            info = self.store.info(digest)
+            info.labels = ref.labels
+            info.created_at, info.updated_at = ref.created_at or info.created_at, ref.updated_at or info.updated_at
+            return info
+        return self.store.info(digest)
 
     def list(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
-        out = []
-        for info in self.store.list():
-            if self.refs is not None:
+        if self.db is not None:
+            infos = []
+            for ref in self.db.list_content(ns):
                 try:
-                    info.labels = self.refs.content_labels(ns, info.digest)
+                    infos.append(self.info(ns, ref.digest))
                 except NotFound:
-                    continue
-            if match(filters.getter({"digest": info.digest, "size": info.size}, info.labels)):
-                out.append(info)
-        return out
+                    continue  # deleted meanwhile
+        else:
+            infos = self.store.list()
+        return [i for i in infos if match(filters.getter({"digest": i.digest, "size": i.size}, i.labels))]
 
     def update(self, ns, digest, labels, fieldpaths):
-        if self.refs is None:
+        if self.db is None:
             return self.store.update(digest, labels, fieldpaths)
-        info = self.store.info(digest)
-        info.labels = self.refs.update_content_labels(ns, digest, labels, fieldpaths)
-        return info
+        self.db.update_content(ns, digest, labels, fieldpaths or None)
+        return self.info(ns, digest)
 
     def delete(self, ns, digest):
-        if self.refs is not None:
-            self.refs.remove_content(ns, digest)
-            if not self.refs.content_referenced(digest):
+        if self.db is not None:
+            self.db.delete_content(ns, digest)
+            if not self.db.content_namespaces(digest):
                 try:
                     self.store.delete(digest)
                 except NotFound:
@@ -72,23 +76,31 @@ class Content:
         self.publish(ns, "/content/delete", content_events.ContentDelete(digest=digest))
 
     def reader(self, ns, digest):
-        if self.refs is not None:
-            self.refs.content_labels(ns, digest)
+        if self.db is not None:
+            self.db.get_content(ns, digest)
         return self.store.reader_at(digest)
 
     def open_writer(self, ns, ref, total, expected, lease_id=None):
         """A writer; AlreadyExists when `expected` is committed (it is then also made visible
-        in the namespace, as it is content the client has)."""
+        in the namespace, as the client has that content)."""
+        if lease_id and self.db is not None:
+            self.db.add_lease_resource(ns, lease_id, Resource(ref, "ingests"))
         try:
             return self.store.writer(_ns_ref(ns, ref), total=total or None, expected=expected or None)
         except AlreadyExists:
-            if self.refs is not None:
-                self.refs.add_content(ns, expected, {}, lease_id)
+            self.committed(ns, expected, {}, lease_id)
             raise
 
     def committed(self, ns, digest, labels, lease_id=None):
-        if self.refs is not None:
-            self.refs.add_content(ns, digest, labels or {}, lease_id)
+        """Make a committed blob visible in the namespace (and held by the lease)."""
+        if self.db is None:
+            return
+        with self.db.transaction():
+            self.db.add_content(ns, digest, labels or {}, exist_ok=True)
+            if labels:
+                self.db.update_content(ns, digest, labels, [f"labels.{k}" for k in labels])
+            if lease_id:
+                self.db.add_lease_resource(ns, lease_id, Resource(digest, "content"))
 
     def status(self, ns, ref):
         st = self.store.status(_ns_ref(ns, ref))

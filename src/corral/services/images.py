@@ -2,8 +2,6 @@
 masks, publishes events, asks for collection on sync deletes) and the gRPC service
 containerd.services.images.v1.Images. The local object works on the API's Image messages."""
 
-import time
-
 from google.protobuf import empty_pb2
 
 from corral.api.containerd.events import image_pb2 as image_events
@@ -12,7 +10,8 @@ from corral.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from . import filters
 from .errors import InvalidArgument
 from .fieldpaths import check_labels, update_labels
-from .grpcutil import namespace, rpc, ts
+from .grpcutil import namespace, rpc
+from .records import image_msg, image_rec
 
 
 def _getter(img):
@@ -39,26 +38,22 @@ class Images:
         self.collect = collect  # collect(ns): synchronous garbage collection, if available
 
     def get(self, ns, name):
-        return self.db.get_image(ns, name)
+        return image_msg(self.db.get_image(ns, name))
 
     def list(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
-        return [i for i in self.db.list_images(ns) if match(_getter(i))]
+        return [i for i in map(image_msg, self.db.list_images(ns)) if match(_getter(i))]
 
     def create(self, ns, img):
         validate(img)
-        img = images_pb2.Image.FromString(img.SerializeToString())
-        now = ts(time.time())
-        img.created_at.CopyFrom(now)
-        img.updated_at.CopyFrom(now)
-        self.db.create_image(ns, img)
+        img = image_msg(self.db.create_image(ns, image_rec(img)))
         self.publish(ns, "/images/create", image_events.ImageCreate(name=img.name, labels=dict(img.labels)))
         return img
 
     def update(self, ns, img, paths):
         if not img.name:
             raise InvalidArgument("image name must be set for an update")
-        cur = self.db.get_image(ns, img.name)
+        cur = self.get(ns, img.name)
         new = images_pb2.Image.FromString(cur.SerializeToString())
         paths = paths or ["labels", "target"]
         label_paths = [p for p in paths if p == "labels" or p.startswith("labels.")]
@@ -86,8 +81,7 @@ class Images:
             else:
                 raise InvalidArgument(f"image {img.name}: cannot update unknown field {p!r}")
         validate(new)
-        new.updated_at.CopyFrom(ts(time.time()))
-        self.db.update_image(ns, new)
+        new = image_msg(self.db.update_image(ns, image_rec(new)))
         self.publish(ns, "/images/update", image_events.ImageUpdate(name=new.name, labels=dict(new.labels)))
         return new
 

@@ -11,7 +11,10 @@ from corral.api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from . import filters
 from .errors import InvalidArgument
 from .fieldpaths import check_labels
-from .grpcutil import namespace, rpc, ts, validate_name
+from corral.metadata.types import Resource
+
+from .grpcutil import namespace, rpc, validate_name
+from .records import lease_msg
 
 _RESOURCE_TYPES = ("content", "ingests", "snapshots/")
 
@@ -32,9 +35,7 @@ class Leases:
         lease_id = lease_id or f"{int(time.time())}-{secrets.token_hex(6)}"
         validate_name("lease", lease_id)
         check_labels(labels)
-        created = time.time()
-        self.db.create_lease(ns, lease_id, labels, created)
-        return leases_pb2.Lease(id=lease_id, created_at=ts(created), labels=labels)
+        return lease_msg(self.db.create_lease(ns, lease_id, labels))
 
     def delete(self, ns, lease_id, sync=False):
         self.db.delete_lease(ns, lease_id)
@@ -43,18 +44,18 @@ class Leases:
 
     def list(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
-        return [l for l in self.db.list_leases(ns) if match(filters.getter({"id": l.id}, dict(l.labels)))]
+        return [lease_msg(x) for x in self.db.list_leases(ns) if match(filters.getter({"id": x.id}, x.labels))]
 
     def add_resource(self, ns, lease_id, r):
         _check_resource(r)
-        self.db.add_lease_resource(ns, lease_id, r.type, r.id)
+        self.db.add_lease_resource(ns, lease_id, Resource(r.id, r.type))
 
     def delete_resource(self, ns, lease_id, r):
         _check_resource(r)
-        self.db.delete_lease_resource(ns, lease_id, r.type, r.id)
+        self.db.delete_lease_resource(ns, lease_id, Resource(r.id, r.type))
 
     def list_resources(self, ns, lease_id):
-        return [leases_pb2.Resource(id=rid, type=rtype) for rtype, rid in self.db.list_lease_resources(ns, lease_id)]
+        return [leases_pb2.Resource(id=r.id, type=r.type) for r in self.db.list_lease_resources(ns, lease_id)]
 
 
 class LeasesService(leases_pb2_grpc.LeasesServicer):

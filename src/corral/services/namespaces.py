@@ -8,7 +8,7 @@ from corral.api.containerd.services.namespaces.v1 import namespace_pb2, namespac
 
 from . import filters
 from .errors import InvalidArgument
-from .fieldpaths import update_labels
+from .fieldpaths import check_labels
 from .grpcutil import rpc, validate_name
 
 PUBLISH_NS = "default"  # namespace events are published in the namespace they concern
@@ -20,29 +20,30 @@ class Namespaces:
         self.publish = publish or (lambda ns, topic, msg: None)
 
     def get(self, name):
-        return name, self.db.get_namespace(name)
+        n = self.db.get_namespace(name)
+        return n.name, n.labels
 
     def list(self, filter_string=""):
         match = filters.parse([filter_string] if filter_string else [])
-        return [(n, labels) for n, labels in self.db.list_namespaces()
-                if match(filters.getter({"name": n}, labels))]
+        return [(n.name, n.labels) for n in self.db.list_namespaces()
+                if match(filters.getter({"name": n.name}, n.labels))]
 
     def create(self, name, labels):
         validate_name("namespace", name)
+        check_labels(labels)
         self.db.create_namespace(name, labels)
         self.publish(name, "/namespaces/create", ns_events.NamespaceCreate(name=name, labels=labels))
         return name, labels
 
     def update(self, name, labels, paths):
         validate_name("namespace", name)
-        current = self.db.get_namespace(name)
         for p in paths or []:
             if p != "labels" and not p.startswith("labels."):
                 raise InvalidArgument(f"cannot update namespace field {p!r}: only labels are mutable")
-        new = update_labels(current, labels, paths)
-        self.db.set_namespace_labels(name, new)
-        self.publish(name, "/namespaces/update", ns_events.NamespaceUpdate(name=name, labels=new))
-        return name, new
+        check_labels(labels)
+        n = self.db.update_namespace(name, labels, paths or None)
+        self.publish(name, "/namespaces/update", ns_events.NamespaceUpdate(name=name, labels=n.labels))
+        return name, n.labels
 
     def delete(self, name):
         self.db.delete_namespace(name)
