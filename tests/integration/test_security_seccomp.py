@@ -194,3 +194,34 @@ def test_filter_in_a_rootfs_without_libseccomp(tmpdir_root):
     assert out.returncode == 0, out.stderr
     assert "Operation not permitted" in out.stderr and out.stdout.strip() == "done"
     assert not os.path.exists(os.path.join(root, "tmp/d"))
+
+
+_PROBE_SYSCALLS = ("import ctypes, sys\n"
+                   "libc = ctypes.CDLL(None, use_errno=True)\n"
+                   "for nr in map(int, sys.argv[1:]):\n"
+                   "    ctypes.set_errno(0)\n"
+                   "    ret = libc.syscall(nr, 0, 0, 0)\n"
+                   "    print(nr, ctypes.get_errno() if ret < 0 else 'ok')\n")
+
+
+def test_syscalls_newer_than_the_profile_get_enosys():
+    import pyseccomp
+    profile = default_profile(DEFAULT_CAPS)
+    # pretend the profile was written before syscall 441 existed
+    allow = profile["syscalls"][0]
+    allow["names"] = [n for n in allow["names"] if pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, n) <= 440]
+    # 300 is fanotify_init (CAP_SYS_ADMIN only): the default EPERM; 448 and 999 are newer: ENOSYS
+    argv = [sys.executable, "-I", "-S", "-c", _PROBE_SYSCALLS, "300", "448", "999"]
+    out = run_secured(_process(), {"seccomp": profile}, argv=argv)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["300 1", "448 38", "999 38"], out.stdout
+
+
+def test_no_enosys_stub_when_the_default_allows():
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    argv = [sys.executable, "-I", "-S", "-c", _PROBE_SYSCALLS, "39"]  # getpid on x86_64
+    out = run_secured(_process(), {"seccomp": seccomp}, argv=argv)
+    assert out.returncode == 0, out.stderr
+    if os.uname().machine == "x86_64":
+        assert out.stdout.split("\n")[0] == "39 ok"

@@ -9,6 +9,7 @@ import errno
 import sys
 
 from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import seccomp_bpf
 
 # Kernel return values of the actions (SECCOMP_RET_*), the same numbers libseccomp uses.
 ACTIONS = {
@@ -40,9 +41,7 @@ ARCHES = {
 OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
        "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 
-# flag -> libseccomp filter attribute (pyseccomp.Attr values)
-FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 4, "SECCOMP_FILTER_FLAG_LOG": 6,
-         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7}
+FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW")
 
 _ATTR_CTL_NNP = 3
 _ATTR_CTL_OPTIMIZE = 8
@@ -153,8 +152,34 @@ def preload():
     return pyseccomp
 
 
+class Program:
+    """A ready classic-BPF seccomp program and its seccomp(2) flags."""
+
+    def __init__(self, code, flags):
+        self.code = code
+        self.flags = flags
+
+
+def _last_syscalls(pyseccomp, cfg):
+    """{audit arch: highest syscall number the profile names}, and the x32 one (or None)."""
+    arches = {pyseccomp.system_arch()}
+    arches.update(getattr(pyseccomp.Arch, ARCHES[a]) for a in cfg.get("architectures") or ())
+    names = {n for call in cfg.get("syscalls") or () for n in (call.get("names") or [call.get("name")])}
+    last, x32_last = {}, None
+    for arch in arches:
+        numbers = [pyseccomp.resolve_syscall(arch, n) for n in names]
+        numbers = [nr for nr in numbers if nr >= 0]
+        if not numbers:
+            continue
+        if arch == pyseccomp.Arch.X32:
+            x32_last = max(numbers)
+        else:
+            last[arch] = max(numbers)
+    return last, x32_last
+
+
 def build(cfg):
-    """A libseccomp filter for the config, ready to load(); nothing is loaded yet."""
+    """The seccomp program for the config, ready to load(); nothing is loaded yet."""
     validate(cfg)
     pyseccomp = sys.modules.get("pyseccomp")
     if pyseccomp is None:
@@ -170,8 +195,6 @@ def build(cfg):
             except OSError as e:
                 if e.errno != errno.EEXIST:  # the native arch is always in
                     raise
-        for flag in cfg.get("flags") or ():
-            filt.set_attr(FLAGS[flag], 1)
         # the runtime sets no_new_privs itself when process.noNewPrivileges asks for it
         filt.set_attr(_ATTR_CTL_NNP, 0)
     except OSError as e:
@@ -203,13 +226,19 @@ def build(cfg):
                     filt.add_rule(act, nr, *conds)
             except OSError as e:
                 raise RuntimeFailure(f"adding the seccomp rule for {name} failed: {e.strerror}") from None
-    return filt
-
-
-def load(filt):
     try:
-        filt.load()
+        code = seccomp_bpf.export(filt)
     except OSError as e:
-        hint = " (without noNewPrivileges it must be loaded while CAP_SYS_ADMIN is held)" \
-            if e.errno == errno.EACCES else ""
-        raise RuntimeFailure(f"loading the seccomp filter failed: {e.strerror}{hint}") from None
+        raise RuntimeFailure(f"generating the seccomp program failed: {e.strerror}") from None
+    if cfg["defaultAction"] not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+        last, x32_last = _last_syscalls(pyseccomp, cfg)
+        if last:
+            code = seccomp_bpf.assemble(seccomp_bpf.enosys_stub(last, x32_last), code)
+    flags = 0
+    for flag in cfg.get("flags") or ():
+        flags |= seccomp_bpf.FLAG_BITS[flag]
+    return Program(code, flags)
+
+
+def load(program):
+    seccomp_bpf.load(program.code, program.flags)

@@ -13,6 +13,8 @@ finalize() is used for `exec` processes too. pyseccomp is imported only for conf
 have linux.seccomp, and only on the host (never from inside a container's rootfs).
 """
 
+import sys
+
 from corral.oci.errors import RuntimeFailure
 from corral.oci.linux import capabilities, lsm, rlimits, syscalls, user
 
@@ -77,7 +79,11 @@ def finalize(process, linux):
         env.append("HOME=" + user.home_of(int(proc_user.get("uid", 0))))
     filt = None
     if linux.get("seccomp") is not None:
-        from corral.oci.linux import seccomp
+        # nothing can be imported once the rootfs is our root: preload() did it on the host
+        seccomp = sys.modules.get("corral.oci.linux.seccomp")
+        if seccomp is None:
+            raise RuntimeFailure("internal error: seccomp support was not loaded before entering "
+                                 "the container's rootfs (call security.preload(spec) first)")
         filt = seccomp.build(linux["seccomp"])
         if not nnp:
             # without no_new_privs loading a filter needs CAP_SYS_ADMIN: load before the drop
