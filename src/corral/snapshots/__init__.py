@@ -1,0 +1,1 @@
+"""Snapshotters: overlayfs (default) and native (copy), with containerd's model."""
