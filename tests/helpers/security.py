@@ -35,7 +35,8 @@ def run_secured(process, linux=None, argv=None, root=None, env=None, timeout=30)
     if argv is None:
         argv = [host_busybox(), "sh", "-c", PROBE]
     return subprocess.run(argv, preexec_fn=child, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, env=env or {"PATH": "/bin:/usr/bin:/sbin:/usr/sbin"})
+                          stdin=subprocess.DEVNULL, timeout=timeout,
+                          env=env or {"PATH": "/bin:/usr/bin:/sbin:/usr/sbin"})
 
 
 def run_runc(tmpdir, cid, spec_changes, script=PROBE, timeout=60):
