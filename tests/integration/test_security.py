@@ -229,3 +229,29 @@ def test_exec_user_runs_in_chroot(rootfs):
     out = run_secured(process, root=rootfs, argv=["/bin/busybox", "id"])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "uid=1000(app) gid=1000(app) groups=2000(extra)"
+
+
+def test_parent_death_signal_survives_the_user_switch():
+    import ctypes
+    import signal
+    from corral.oci.linux import syscalls
+    process = {"user": {"uid": 1000, "gid": 1000}}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            security.finalize(process, {})
+            sig = ctypes.c_int(0)
+            syscalls.prctl(2, ctypes.addressof(sig))  # PR_GET_PDEATHSIG
+            os.write(w, str(sig.value).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            got = f.read()
+    finally:
+        os.waitpid(pid, 0)
+    assert got == str(int(signal.SIGKILL))

@@ -13,6 +13,7 @@ finalize() is used for `exec` processes too. pyseccomp is imported only for conf
 have linux.seccomp, and only on the host (never from inside a container's rootfs).
 """
 
+import ctypes
 import sys
 
 from corral.oci.errors import RuntimeFailure
@@ -89,9 +90,12 @@ def finalize(process, linux):
             # without no_new_privs loading a filter needs CAP_SYS_ADMIN: load before the drop
             seccomp.load(filt)
     capabilities.drop_bounding(masks["bounding"], last_cap)
+    pdeathsig = _get_pdeathsig()
     capabilities.set_keepcaps(True)
     user.switch(proc_user)
     capabilities.set_keepcaps(False)
+    if pdeathsig:  # changing uid/gid clears it
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, pdeathsig)
     capabilities.apply(masks)
     user.set_umask(proc_user)
     if nnp:
@@ -103,6 +107,15 @@ def finalize(process, linux):
             seccomp.load(filt)
 
     return last_step
+
+
+def _get_pdeathsig():
+    sig = ctypes.c_int(0)
+    syscalls.prctl(_PR_GET_PDEATHSIG, ctypes.addressof(sig))
+    return sig.value
+
+
+_PR_GET_PDEATHSIG = 2
 
 
 def set_oom_score_adj(pid, value):
