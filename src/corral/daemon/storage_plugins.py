@@ -57,6 +57,30 @@ def _diff_grpc(ic):
     return DiffService(Differ(_service(ic, "content-service")))
 
 
+def _overlayfs(ic):
+    import os
+    with open("/proc/filesystems") as f:
+        if "overlay" not in f.read():
+            raise SkipPlugin("overlay filesystem is not supported by this kernel")
+    from corral.snapshots.overlay import OverlaySnapshotter
+    os.makedirs(ic.root, mode=0o711, exist_ok=True)
+    ic.exports["root"] = ic.root
+    return OverlaySnapshotter(ic.root)
+
+
+def _native(ic):
+    import os
+    from corral.snapshots.native import NativeSnapshotter
+    os.makedirs(ic.root, mode=0o711, exist_ok=True)
+    ic.exports["root"] = ic.root
+    return NativeSnapshotter(ic.root)
+
+
+def _snapshots_local(ic):
+    from corral.services.snapshots import Snapshots
+    return Snapshots(ic.get_by_type(SNAPSHOTTER), ic.get(METADATA), _publisher(ic))
+
+
 def _metadata_db(ic):
     import os
     from corral.metadata.db import MetadataDB
@@ -97,7 +121,11 @@ def _grpc(local_id, module, cls):
 def registrations():
     return [
         Registration(CONTENT, "content", _content_store),
-        Registration(METADATA, "sqlite", _metadata_db, requires=[CONTENT]),
+        Registration(SNAPSHOTTER, "overlayfs", _overlayfs),
+        Registration(SNAPSHOTTER, "native", _native),
+        Registration(METADATA, "sqlite", _metadata_db, requires=[CONTENT, SNAPSHOTTER]),
+        Registration(SERVICE, "snapshots-service", _snapshots_local, requires=[SNAPSHOTTER, METADATA, EVENT]),
+        Registration(GRPC, "snapshots", _grpc("snapshots-service", "snapshots", "SnapshotsService"), requires=[SERVICE]),
         Registration(SERVICE, "namespaces-service", _local("namespaces"), requires=[METADATA, EVENT]),
         Registration(SERVICE, "containers-service", _local("containers"), requires=[METADATA, EVENT]),
         Registration(SERVICE, "images-service", _local("images"), requires=[METADATA, EVENT]),

@@ -496,7 +496,9 @@ class MetadataDB:
     # -- leases
 
     def create_lease(self, ns, lease_id, labels=None):
-        validate_identifier("lease id", lease_id)
+        # containerd does not restrict lease ids (ctr makes them as "<nanos>-<base64url>")
+        if not lease_id or len(lease_id) > 255 or "/" in lease_id:
+            raise InvalidArgument(f"invalid lease id {lease_id!r}: must be 1-255 characters without '/'")
         with self.transaction() as c:
             self._ensure_namespace(c, ns)
             try:

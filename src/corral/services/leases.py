@@ -13,7 +13,7 @@ from .errors import InvalidArgument
 from .fieldpaths import check_labels
 from corral.metadata.types import Resource
 
-from .grpcutil import namespace, rpc, validate_name
+from .grpcutil import namespace, rpc
 from .records import lease_msg
 
 _RESOURCE_TYPES = ("content", "ingests", "snapshots/")
@@ -33,7 +33,6 @@ class Leases:
 
     def create(self, ns, lease_id, labels):
         lease_id = lease_id or f"{int(time.time())}-{secrets.token_hex(6)}"
-        validate_name("lease", lease_id)
         check_labels(labels)
         return lease_msg(self.db.create_lease(ns, lease_id, labels))
 
