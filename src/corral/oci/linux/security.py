@@ -109,6 +109,24 @@ def finalize(process, linux):
     return last_step
 
 
+def features():
+    """The security part of `corral-runc features` (the "linux" object runc prints)."""
+    from corral.oci.linux import seccomp
+    return {
+        "capabilities": list(capabilities.NAMES[:capabilities.last_cap() + 1]),
+        "seccomp": {
+            "enabled": True,
+            "actions": sorted(a for a in seccomp.ACTIONS if a != "SCMP_ACT_NOTIFY"),
+            "operators": sorted(seccomp.OPS),
+            "archs": sorted(seccomp.ARCHES),
+            "knownFlags": list(seccomp.FLAGS),
+            "supportedFlags": list(seccomp.FLAGS),
+        },
+        "apparmor": {"enabled": lsm.apparmor_enabled()},
+        "selinux": {"enabled": lsm.selinux_enabled()},
+    }
+
+
 def _get_pdeathsig():
     sig = ctypes.c_int(0)
     syscalls.prctl(_PR_GET_PDEATHSIG, ctypes.addressof(sig))
