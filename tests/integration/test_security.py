@@ -260,3 +260,17 @@ def test_parent_death_signal_survives_the_user_switch():
     finally:
         os.waitpid(pid, 0)
     assert got == str(int(signal.SIGKILL))
+
+
+def test_exec_user_resolves_through_a_running_containers_root(rootfs):
+    # `exec --user` can name the container's root as /proc/<pid>/root of its init
+    proc = subprocess.Popen(["chroot", rootfs, "/bin/busybox", "sleep", "30"])
+    try:
+        root = f"/proc/{proc.pid}/root"
+        deadline = time.monotonic() + 10
+        while os.readlink(root) != rootfs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert user.resolve_in_rootfs("app", root) == {"uid": 1000, "gid": 1000, "additionalGids": [2000]}
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
