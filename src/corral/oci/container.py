@@ -1,0 +1,321 @@
+"""Container lifecycle on the runtime side: create, start, kill, delete."""
+
+import os
+import shutil
+import signal
+import socket
+import time
+
+from corral.oci import state as statelib
+from corral.oci.errors import RuntimeFailure
+
+
+def _now_rfc3339():
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
+
+
+def _validate_parts(spec, bundle):
+    from corral.oci.linux import security
+    security.validate(spec)
+    try:
+        from corral.oci.linux import rootfs
+    except ImportError:
+        rootfs = None
+    if rootfs is not None:
+        rootfs.validate(spec, bundle)
+    cgroups = _cgroups()
+    if cgroups is not None:
+        cgroups.validate((spec.get("linux") or {}).get("resources") or {})
+
+
+def _cgroups():
+    try:
+        from corral.oci.linux import cgroups
+    except ImportError:
+        return None
+    return cgroups if hasattr(cgroups, "open_manager") else None
+
+
+def wait_gone(pid, start_time, timeout=10.0):
+    """Wait until the process (pid + start time) no longer runs; False on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while statelib.proc_start_time(pid) == start_time:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return True
+
+
+def write_pid_file(path, pid):
+    """Write the pid file atomically (a temp file beside it, then rename), as runc does."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot write the pid file {path}: {e.strerror}") from None
+
+
+def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_pivot=False,
+           preserve_fds=0, console_sock=None):
+    """Create the container and leave its init waiting on the exec FIFO. Returns the Container.
+
+    console_sock: an already connected socket to send the pty master to (used by `run`)."""
+    from corral.oci import spec as speclib
+    from corral.oci.init import Setup, recv, send, stage1
+    from corral.oci.linux import namespaces
+
+    statelib.check_id(container_id)
+    spec, bundle, rootfs = speclib.load(bundle)
+    _validate_parts(spec, bundle)
+    process = spec["process"]
+    linux = spec["linux"]
+    if process.get("terminal") and console_socket is None and console_sock is None:
+        raise RuntimeFailure("process.terminal is true but no --console-socket was given: "
+                             "pass one, or set terminal to false")
+    os.makedirs(ctx.root, 0o711, exist_ok=True)
+    cdir = os.path.join(ctx.root, container_id)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise RuntimeFailure(f"container {container_id} already exists") from None
+    except OSError as e:
+        raise RuntimeFailure(f"cannot create the state directory {cdir}: {e.strerror}") from None
+
+    c = statelib.Container(ctx.root, container_id, {
+        "bundle": bundle, "rootfs": rootfs, "pid": 0, "config": spec, "created": _now_rfc3339(),
+        "owner": ""})
+    manager = None
+    stage1_pid = 0
+    opened = []
+    own_console = None
+    parent_sock = child_sock = None
+    fifo_fd = -1
+    try:
+        os.mkfifo(c.fifo_path, 0o622)
+        fifo_fd = os.open(c.fifo_path, os.O_PATH | os.O_CLOEXEC)
+        cgroups = _cgroups()
+        if cgroups is not None:
+            manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
+            manager.create()
+            c.set_cgroup_manager(manager)
+        c.save()
+        opened = namespaces.open_paths(linux.get("namespaces"))
+        if process.get("terminal") and console_sock is None:
+            console_sock = own_console = __import__("corral.oci.console", fromlist=["connect"]).connect(console_socket)
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        setup = Setup(spec, bundle, rootfs, container_id, opened, fifo_fd,
+                      console_sock if process.get("terminal") else None, no_pivot, preserve_fds,
+                      manager.paths() if manager is not None else {})
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            parent_sock.close()
+            stage1(child_sock, setup)
+            os._exit(1)
+        child_sock.close()
+        child_sock = None
+        namespaces.close_all(opened)
+        opened = []
+        if own_console is not None:
+            own_console.close()
+            own_console = None
+
+        msg = _expect(recv(parent_sock), "hello", stage1_pid)
+        if manager is not None:
+            manager.apply(stage1_pid)
+        if namespaces.new_flags(linux.get("namespaces")) & namespaces.FLAGS["user"]:
+            namespaces.write_id_maps(stage1_pid, linux.get("uidMappings"), linux.get("gidMappings"))
+        send(parent_sock, t="go")
+        msg = _expect(recv(parent_sock), "pid", stage1_pid)
+        c.pid = msg["pid"]
+        os.waitpid(stage1_pid, 0)
+        stage1_pid = 0
+        c.start_time = statelib.proc_start_time(c.pid)
+        c.save()
+        from corral.oci.linux import security
+        security.set_oom_score_adj(c.pid, process.get("oomScoreAdj"))
+        if manager is not None:
+            manager.set(linux.get("resources") or {})
+        while True:
+            msg = recv(parent_sock)
+            if msg is None:
+                raise RuntimeFailure(f"container {container_id}: its init exited during set-up")
+            if msg["t"] == "error":
+                raise RuntimeFailure(msg["msg"])
+            if msg["t"] == "hooks":
+                from corral.oci import hooks
+                st = c.hook_state("creating")
+                hooks.run_hooks(spec, "prestart", st)
+                hooks.run_hooks(spec, "createRuntime", st)
+                send(parent_sock, t="ok", state=c.hook_state("creating"))
+            elif msg["t"] == "ready":
+                break
+        if pid_file:
+            write_pid_file(pid_file, c.pid)
+        c.save()
+        return c
+    except BaseException:
+        if stage1_pid:
+            try:
+                os.kill(stage1_pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(stage1_pid, 0)
+        if c.pid:
+            try:
+                os.kill(c.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            wait_gone(c.pid, c.start_time)
+        if manager is not None:
+            try:
+                manager.destroy()
+            except Exception:
+                pass
+        shutil.rmtree(cdir, ignore_errors=True)
+        raise
+    finally:
+        namespaces.close_all(opened)
+        for s in (parent_sock, child_sock, own_console):
+            if s is not None:
+                s.close()
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
+
+
+def _expect(msg, kind, pid):
+    if msg is None:
+        raise RuntimeFailure("container set-up failed: the runtime's child exited without a word")
+    if msg["t"] == "error":
+        raise RuntimeFailure(msg["msg"])
+    if msg["t"] != kind:
+        raise RuntimeFailure(f"container set-up failed: unexpected message {msg['t']!r}")
+    return msg
+
+
+def start(ctx, container_id):
+    import select
+
+    c = statelib.load(ctx, container_id)
+    status = c.status()
+    if status != "created":
+        raise RuntimeFailure(f"cannot start container {container_id}: it is {status}, not created")
+    try:
+        fd = os.open(c.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"cannot start container {container_id}: it was already started") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(50):
+            if not c.alive():
+                raise RuntimeFailure(f"cannot start container {container_id}: its init has exited")
+        if not os.read(fd, 1):
+            raise RuntimeFailure(f"cannot start container {container_id}: its init has exited")
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(c.fifo_path)
+    except FileNotFoundError:
+        pass
+    if (c.config.get("hooks") or {}).get("poststart"):
+        from corral.oci import hooks
+        try:
+            hooks.run_hooks(c.config, "poststart", c.hook_state("running"))
+        except RuntimeFailure as e:
+            ctx.log.warning(str(e))
+    return c
+
+
+def parse_signal(text):
+    """A signal from a name (KILL, SIGKILL, kill) or a number."""
+    t = text.strip().upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < 65:
+            return n
+    else:
+        if not t.startswith("SIG"):
+            t = "SIG" + t
+        sig = getattr(signal, t, None)
+        if isinstance(sig, signal.Signals):
+            return int(sig)
+        if t.startswith("SIGRTMIN") or t.startswith("SIGRTMAX"):
+            base = signal.SIGRTMIN if t.startswith("SIGRTMIN") else signal.SIGRTMAX
+            off = t[8:]
+            try:
+                return int(base) + (int(off) if off else 0)
+            except ValueError:
+                pass
+    raise RuntimeFailure(f"unknown signal {text!r}: use a name like TERM or SIGKILL, or a number")
+
+
+def kill(ctx, container_id, sig, all_processes=False):
+    c = statelib.load(ctx, container_id)
+    status = c.status()
+    if status in ("stopped", "creating"):
+        raise RuntimeFailure(f"cannot kill container {container_id}: it is {status}")
+    mgr = c.cgroup_manager()
+    if all_processes and mgr is not None:
+        pids = mgr.pids()
+        if sig == signal.SIGKILL and status == "paused":
+            _signal_all(pids, sig)
+            mgr.thaw()
+            return
+        _signal_all(pids, sig)
+        return
+    try:
+        os.kill(c.pid, sig)
+    except ProcessLookupError:
+        raise RuntimeFailure(f"cannot kill container {container_id}: it is not running") from None
+
+
+def _signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def delete(ctx, container_id, force=False):
+    try:
+        c = statelib.load(ctx, container_id)
+    except RuntimeFailure:
+        cdir = os.path.join(ctx.root, container_id)
+        if force and os.path.isdir(cdir) and container_id not in (".", ".."):
+            shutil.rmtree(cdir, ignore_errors=True)  # a state dir left without state.json
+            return
+        raise
+    status = c.status()
+    if status in ("running", "paused") and not force:
+        raise RuntimeFailure(f"cannot delete container {container_id}: it is {status}; stop it "
+                             "first or use delete --force")
+    mgr = c.cgroup_manager()
+    if status in ("created", "running", "paused"):
+        pids = []
+        if mgr is not None:
+            try:
+                pids = mgr.pids()
+            except Exception:
+                pids = []
+        _signal_all([p for p in pids if p != c.pid] + [c.pid], signal.SIGKILL)
+        if status == "paused" and mgr is not None:
+            mgr.thaw()
+        if not wait_gone(c.pid, c.start_time):
+            raise RuntimeFailure(f"cannot delete container {container_id}: its init (pid {c.pid}) "
+                                 "did not die after SIGKILL")
+    if (c.config.get("hooks") or {}).get("poststop"):
+        from corral.oci import hooks
+        try:
+            hooks.run_hooks(c.config, "poststop", c.hook_state("stopped"))
+        except RuntimeFailure as e:
+            ctx.log.warning(str(e))
+    if mgr is not None:
+        mgr.destroy()
+    shutil.rmtree(c.dir, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""OCI hooks: each runs with the container's state JSON on stdin, its own args and env, and an
+optional timeout (seconds) after which it is killed and counts as failed."""
+
+import json
+import os
+import signal
+import time
+
+from corral.oci.errors import RuntimeFailure
+
+
+def run_hooks(spec, kind, state):
+    """Run every hook of `kind` in order; the first failure raises RuntimeFailure."""
+    hooks = (spec.get("hooks") or {}).get(kind) or []
+    if not hooks:
+        return
+    data = json.dumps(state).encode()
+    for i, hook in enumerate(hooks):
+        _run_one(kind, i, hook, data)
+
+
+def _run_one(kind, index, hook, data):
+    path = hook["path"]
+    args = hook.get("args") or [path]
+    env = dict(e.split("=", 1) for e in hook.get("env") or [])
+    timeout = hook.get("timeout")
+    what = f"{kind} hook #{index} ({path})"
+    r_in, w_in = os.pipe()
+    r_err, w_err = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        for fd in (r_in, w_in, r_err, w_err):
+            os.close(fd)
+        raise RuntimeFailure(f"{what} could not start: {e.strerror}") from None
+    if pid == 0:
+        try:
+            os.dup2(r_in, 0)
+            os.dup2(w_err, 2)
+            os.closerange(3, 65536)
+            os.execve(path, args, env)
+        except OSError as e:
+            os.write(2, f"exec failed: {e.strerror}".encode())
+        os._exit(127)
+    os.close(r_in)
+    os.close(w_err)
+    try:
+        try:
+            os.write(w_in, data)  # the state is small: it fits in the pipe buffer
+        except OSError:
+            pass
+        os.close(w_in)
+        w_in = -1
+        status = _wait(pid, timeout)
+        if status is None:
+            raise RuntimeFailure(f"{what} timed out after {timeout}s and was killed")
+        os.set_blocking(r_err, False)
+        try:
+            err = os.read(r_err, 4096).decode(errors="replace").strip().replace("\n", " ")
+        except OSError:
+            err = ""
+        if status != 0:
+            detail = f": {err}" if err else ""
+            raise RuntimeFailure(f"{what} failed with {_describe(status)}{detail}")
+    finally:
+        if w_in >= 0:
+            os.close(w_in)
+        os.close(r_err)
+
+
+def _wait(pid, timeout):
+    """The hook's wait status, or None after killing it at the timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG if deadline else 0)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _describe(status):
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

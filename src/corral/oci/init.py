@@ -1,0 +1,257 @@
+"""The container side of `create` (and of `exec`): runs in forked children, never returns.
+
+stage1() runs in the first child: it joins namespaces given by path, creates the user
+namespace (the parent then writes the id maps), creates the other namespaces and forks the
+container's init, which becomes pid 1 of a new pid namespace; stage1 reports init's host pid
+and exits. init_main() sets the container up, reports "ready", waits on the exec FIFO for
+`start`, then execs the user's process.
+
+Messages to the parent go over a SOCK_SEQPACKET socket as small JSON objects; an error is
+{"t": "error", "msg": ...}, which the parent prints as its one line.
+"""
+
+import json
+import os
+import signal
+
+from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import namespaces
+from corral.oci.linux import syscalls as sc
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def send(sock, **msg):
+    sock.send(json.dumps(msg).encode())
+
+
+def recv(sock):
+    data = sock.recv(65536)
+    if not data:
+        return None
+    return json.loads(data)
+
+
+def _report_and_exit(sock, exc):
+    msg = str(exc) if isinstance(exc, RuntimeFailure) else f"container set-up failed: {exc!r}"
+    try:
+        send(sock, t="error", msg=msg)
+    except OSError:
+        os.write(2, f"corral-runc: {msg}\n".encode())
+    os._exit(1)
+
+
+class Setup:
+    """Everything the container side needs, prepared by the parent before fork."""
+
+    def __init__(self, spec, bundle, rootfs, container_id, ns_fds, fifo_fd, console_sock,
+                 no_pivot, preserve_fds, cgroup_paths):
+        self.spec = spec
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.id = container_id
+        self.ns_fds = ns_fds
+        self.fifo_fd = fifo_fd
+        self.console_sock = console_sock
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.cgroup_paths = cgroup_paths
+
+
+def stage1(sock, setup):
+    try:
+        # keeps /proc/<pid>/exe (the runtime's interpreter) out of the container's reach
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        linux = setup.spec.get("linux") or {}
+        nss = linux.get("namespaces") or []
+        namespaces.join(setup.ns_fds)
+        new_user = namespaces.new_flags(nss) & sc.CLONE_NEWUSER
+        if new_user:
+            namespaces.unshare(sc.CLONE_NEWUSER)
+        send(sock, t="hello")  # the parent moves us into the cgroup and writes the id maps
+        reply = recv(sock)
+        if not reply or reply.get("t") != "go":
+            os._exit(1)
+        if new_user:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        namespaces.unshare(namespaces.new_flags(nss, skip=("user",)))
+        namespaces.write_time_offsets(linux.get("timeOffsets"))
+        pid = os.fork()
+        if pid == 0:
+            init_main(sock, setup)
+        send(sock, t="pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        _report_and_exit(sock, e)
+
+
+def init_main(sock, setup):
+    try:
+        _init(sock, setup)
+    except BaseException as e:
+        _report_and_exit(sock, e)
+    os._exit(1)
+
+
+def _init(sock, setup):
+    spec = setup.spec
+    process = spec["process"]
+    linux = spec.get("linux") or {}
+    from corral.oci.linux import security
+
+    security.apply_rlimits(process)
+    if spec.get("hostname"):
+        sc.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        sc.setdomainname(spec["domainname"])
+    # /proc/sys shows the namespaces of the task that opens it, so the host's /proc works here
+    for key, value in (linux.get("sysctl") or {}).items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise RuntimeFailure(f"setting sysctl {key}={value} failed: {e.strerror}") from None
+
+    hooks = spec.get("hooks") or {}
+    need_sync = any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer"))
+
+    def before_pivot():
+        if not need_sync:
+            return
+        send(sock, t="hooks")  # the parent runs prestart and createRuntime hooks
+        reply = recv(sock)
+        if not reply or reply.get("t") != "ok":
+            os._exit(1)
+        if hooks.get("createContainer"):
+            from corral.oci import hooks as hooklib
+            hooklib.run_hooks(spec, "createContainer", reply["state"])
+
+    try:
+        from corral.oci.linux import rootfs as rootfs_mod
+    except ImportError:
+        rootfs_mod = None
+    if rootfs_mod is not None:
+        rootfs_mod.setup(spec, setup.bundle, setup.cgroup_paths, no_pivot=setup.no_pivot,
+                         before_pivot=before_pivot)
+    else:
+        _basic_rootfs(spec, setup.rootfs, before_pivot)
+
+    env = list(process.get("env") or [])
+    process["env"] = env
+    cwd = process.get("cwd", "/")
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        try:
+            os.makedirs(cwd, 0o755, exist_ok=True)
+            os.chdir(cwd)
+        except OSError as e:
+            raise RuntimeFailure(f"process.cwd {cwd} does not exist in the container and cannot be "
+                                 f"created: {e.strerror}") from None
+    except OSError as e:
+        raise RuntimeFailure(f"cannot enter process.cwd {cwd} in the container: {e.strerror}") from None
+
+    if process.get("terminal"):
+        _console(setup, process)
+    exe = find_executable(process["args"][0], env)
+    last_step = security.finalize(process, linux)
+    send(sock, t="ready")
+    try:
+        fifo = os.open(f"/proc/self/fd/{setup.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot open the exec FIFO: {e.strerror} (is /proc mounted in the container?)")
+    # from here on the parent is gone: errors go to the process's stderr
+    sock.close()
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(setup.fifo_fd)
+    if hooks.get("startContainer"):
+        from corral.oci import hooks as hooklib
+        hooklib.run_hooks(spec, "startContainer", {
+            "ociVersion": spec.get("ociVersion"), "id": setup.id, "status": "created",
+            "pid": os.getpid(), "bundle": setup.bundle, "annotations": spec.get("annotations") or {}})
+    exec_process(exe, process["args"], env, setup.preserve_fds, last_step)
+
+
+def exec_process(exe, args, env, preserve_fds, last_step):
+    """Close every fd but stdio and the preserved ones, restore signals, run last_step, execve."""
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    os.closerange(3 + preserve_fds, 1 << 20)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                signal.SIGQUIT, signal.SIGCHLD, signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    last_step()
+    try:
+        os.execve(exe, args, dict(e.split("=", 1) for e in env))
+    except OSError as e:
+        os.write(2, f"corral-runc: starting {args[0]} in the container failed: {e.strerror}\n".encode())
+        os._exit(127)
+
+
+def find_executable(name, env):
+    """Resolve args[0] in the container's PATH (we are inside the container's root)."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    if "/" in name:
+        raise RuntimeFailure(f"executable {name} not found or not executable in the container: "
+                             "check process.args[0]")
+    raise RuntimeFailure(f"executable {name!r} not found in the container's $PATH: check process.args[0]")
+
+
+def _console(setup, process):
+    from corral.oci import console
+
+    if setup.console_sock is None:
+        raise RuntimeFailure("process.terminal is true but no --console-socket was given")
+    master, slave, name = console.open_pty()
+    console.set_size(master, process.get("consoleSize"))
+    console.send_fd(setup.console_sock, master, name)
+    os.close(master)
+    setup.console_sock.close()
+    setup.console_sock = None
+    console.make_controlling(slave)
+
+
+def _basic_rootfs(spec, rootfs, before_pivot):
+    """Stand-in until corral.oci.linux.rootfs lands: private propagation, bind the rootfs,
+    mount /proc, pivot_root. Refuses configs that need more."""
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    for m in spec.get("mounts") or []:
+        dest = m["destination"]
+        target = os.path.join(rootfs, dest.lstrip("/"))
+        if os.path.islink(target) or ".." in dest:
+            raise RuntimeFailure(f"mount destination {dest} is unsafe")
+        os.makedirs(target, exist_ok=True)
+        if m.get("type") == "proc":
+            sc.mount("proc", target, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        elif m.get("type") in ("tmpfs", "devpts", "mqueue", "sysfs"):
+            opts = [o for o in m.get("options") or [] if "=" in o or o == "newinstance"]
+            flags = sc.MS_NOSUID | (sc.MS_RDONLY if "ro" in (m.get("options") or []) else 0)
+            sc.mount(m.get("source"), target, m["type"], flags, ",".join(opts) or None)
+    dev = os.path.join(rootfs, "dev")
+    for name in ("null", "zero", "full", "random", "urandom", "tty"):
+        path = os.path.join(dev, name)
+        if not os.path.exists(path):
+            open(path, "a").close()
+            sc.mount("/dev/" + name, path, None, sc.MS_BIND)
+    if os.path.isdir(os.path.join(dev, "pts")) and not os.path.exists(os.path.join(dev, "ptmx")):
+        os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
+    before_pivot()
+    os.chdir(rootfs)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
