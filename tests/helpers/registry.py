@@ -99,9 +99,11 @@ class LocalRegistry:
 
 
 class AuthProxy:
-    """mode: 'basic' or 'bearer'. faults: a dict the test may change while running:
+    """mode: 'basic', 'bearer' or 'none'. faults: a dict the test may change while running:
     {'fail_5xx': n} answers the next n requests with 503; {'cut_blob_after': bytes} cuts the
-    next blob GET's connection after that many body bytes."""
+    next blob GET's connection after that many body bytes; {'corrupt': digest} flips a byte of
+    that blob; {'throttle': seconds} sleeps that long per 64 KiB of blob sent.
+    `requests` records (method, path, Range header)."""
 
     def __init__(self, backend, mode="bearer", user="alice", password="s3cret"):
         self.backend = backend
@@ -143,7 +145,7 @@ class AuthProxy:
                 return a == "Bearer " + proxy.token
 
             def _handle(self):
-                proxy.requests.append((self.command, self.path))
+                proxy.requests.append((self.command, self.path, self.headers.get("Range")))
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 if self.path.startswith("/token"):
@@ -156,7 +158,7 @@ class AuthProxy:
                 if proxy.faults.get("fail_5xx", 0) > 0:
                     proxy.faults["fail_5xx"] -= 1
                     return self._send(503, body=b"try later")
-                if not self._authorized():
+                if proxy.mode != "none" and not self._authorized():
                     if proxy.mode == "basic":
                         ch = 'Basic realm="corral-test"'
                     else:
@@ -172,6 +174,9 @@ class AuthProxy:
                 data = r.read()
                 c.close()
                 cut = proxy.faults.get("cut_blob_after")
+                bad = proxy.faults.get("corrupt")
+                if bad and self.command == "GET" and self.path.endswith("/blobs/" + bad) and data:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
                 self.send_response(r.status)
                 for k, v in r.getheaders():
                     if k.lower() not in ("connection", "transfer-encoding", "content-length"):
@@ -192,7 +197,13 @@ class AuthProxy:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(data)
+                    delay = proxy.faults.get("throttle")
+                    if delay and "/blobs/sha256:" in self.path:
+                        for i in range(0, len(data), 65536):
+                            self.wfile.write(data[i:i + 65536])
+                            time.sleep(delay)
+                    else:
+                        self.wfile.write(data)
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 

@@ -367,7 +367,7 @@ def apply_tar(fileobj, target, mode="native", lowers=()):
     hostile or broken layer (the caller discards the target)."""
     applier = Applier(target, mode, lowers)
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2) as tar:
+        with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2, bufsize=CHUNK) as tar:
             return applier.apply(tar)
     except (tarfile.ReadError, EOFError) as e:
         raise UnsafeLayerError(f"layer is not a valid or complete tar: {e}") from None
