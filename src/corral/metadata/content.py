@@ -81,7 +81,12 @@ class NamespacedContentStore:
             self.db.add_lease_resource(ns, lease, Resource(ingest_key(ns, ref), "ingests"))
         # expected is checked at commit, so a blob present in another namespace is still
         # written (and verified) before this namespace may reference it.
-        w = self.store.writer(ingest_key(ns, ref), total=total)
+        try:
+            w = self.store.writer(ingest_key(ns, ref), total=total)
+        except BaseException:
+            if lease:
+                self.db.delete_lease_resource(ns, lease, Resource(ingest_key(ns, ref), "ingests"))
+            raise
         return NamespacedWriter(self, ns, ref, w, expected, lease)
 
     def _strip(self, ns, st):
