@@ -118,6 +118,13 @@ def _grpc(local_id, module, cls):
     return init
 
 
+def _tasks_grpc(ic):
+    from corral.services.tasks import Tasks, TasksService
+    from .builtins import RUNTIME
+    return TasksService(Tasks(_service(ic, "containers-service"), ic.get(RUNTIME),
+                              _service(ic, "snapshots-service")))
+
+
 def registrations():
     return [
         Registration(CONTENT, "content", _content_store),
@@ -137,4 +144,5 @@ def registrations():
         Registration(SERVICE, "content-service", _content_local, requires=[CONTENT, METADATA, EVENT]),
         Registration(GRPC, "content", _content_grpc, requires=[SERVICE]),
         Registration(GRPC, "diff", _diff_grpc, requires=[SERVICE]),
+        Registration(GRPC, "tasks", _tasks_grpc, requires=["io.containerd.runtime.v2", SERVICE]),
     ]

@@ -18,7 +18,7 @@ WAIT_FOREVER = None
 
 
 def _process(cid, st):
-    return task_pb2.Process(container_id=cid, id=st.exec_id or "", pid=st.pid, status=st.status,
+    return task_pb2.Process(container_id=cid, id=st.id or st.exec_id or cid, pid=st.pid, status=st.status,
                             stdin=st.stdin, stdout=st.stdout, stderr=st.stderr, terminal=st.terminal,
                             exit_status=st.exit_status, exited_at=st.exited_at)
 
