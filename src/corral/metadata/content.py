@@ -77,15 +77,17 @@ class NamespacedContentStore:
                 raise AlreadyExists(f"content {expected}: already exists in namespace {ns}")
             except NotFound:
                 pass
-        if lease:
-            self.db.add_lease_resource(ns, lease, Resource(ingest_key(ns, ref), "ingests"))
+        held = Resource(ingest_key(ns, ref), "ingests")
+        added = bool(lease) and held not in self.db.list_lease_resources(ns, lease)
+        if added:
+            self.db.add_lease_resource(ns, lease, held)
         # expected is checked at commit, so a blob present in another namespace is still
         # written (and verified) before this namespace may reference it.
         try:
             w = self.store.writer(ingest_key(ns, ref), total=total)
         except BaseException:
-            if lease:
-                self.db.delete_lease_resource(ns, lease, Resource(ingest_key(ns, ref), "ingests"))
+            if added:
+                self.db.delete_lease_resource(ns, lease, held)
             raise
         return NamespacedWriter(self, ns, ref, w, expected, lease)
 
