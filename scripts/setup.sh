@@ -30,7 +30,7 @@ fi
 make -s proto PYTHON=.venv/bin/python
 
 # entry points on PATH for containerd and for people (they name the venv's interpreter directly)
-for bin in corral-runc corrald; do
+for bin in corral-runc corrald containerd-shim-corral-v2; do
     ln -sf "$ROOT/.venv/bin/$bin" "/usr/local/bin/$bin"
 done
 

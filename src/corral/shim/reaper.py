@@ -1,0 +1,104 @@
+"""Child reaping for a subreaper: on SIGCHLD, waitpid(-1) until no zombie is left, and hand each
+exit to whoever registered the pid. Exits of pids nobody has claimed yet (a process that ends
+before the runtime's pid file is read) are kept for a while, so a late claim still gets them."""
+
+import asyncio
+import os
+import signal
+import time
+
+UNCLAIMED_TTL = 120.0
+
+
+def exit_code(status):
+    """Wait status -> containerd's exit status (128+signal for a signal death)."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Reaper:
+    def __init__(self, loop):
+        self.loop = loop
+        self.waiters = {}  # pid -> callback(exit_status, exited_at_ns)
+        self.unclaimed = {}  # pid -> (status, exited_at_ns, monotonic time)
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+
+    def watch(self, pid, callback):
+        """Call callback(status, exited_at_ns) when pid exits (now, if it already did)."""
+        early = self.unclaimed.pop(pid, None)
+        if early:
+            callback(early[0], early[1])
+        else:
+            self.waiters[pid] = callback
+
+    def forget(self, pid):
+        self.waiters.pop(pid, None)
+
+    def wait(self, pid):
+        """A future of (status, exited_at_ns) for pid."""
+        fut = self.loop.create_future()
+
+        def done(status, at):
+            if not fut.done():
+                fut.set_result((status, at))
+        self.watch(pid, done)
+        return fut
+
+    def reap(self):
+        now = time.monotonic()
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            at = time.time_ns()
+            callback = self.waiters.pop(pid, None)
+            if callback:
+                callback(exit_code(status), at)
+            else:
+                self.unclaimed[pid] = (exit_code(status), at, now)
+        for pid in [p for p, v in self.unclaimed.items() if now - v[2] > UNCLAIMED_TTL]:
+            del self.unclaimed[pid]
+
+
+async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, stdout=None, stderr=None,
+                      env=None, timeout=120):
+    """Run a command with the reaper as its only waiter; returns (exit status, stdout, stderr)
+    (captured when stdout/stderr are not given as fds)."""
+    import subprocess
+
+    loop = reaper.loop
+    pipes = {}
+    if stdin is None:
+        stdin = subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE if stdout is None else stdout,
+                                stderr=subprocess.PIPE if stderr is None else stderr, pass_fds=pass_fds,
+                                env=env, close_fds=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot run {argv[0]}: {e.strerror}") from None
+    exited = reaper.wait(proc.pid)  # registered before any SIGCHLD handler can run
+    proc.returncode = 0  # we reap it ourselves: keep subprocess from waiting on it
+    if stdin_data is not None:
+        proc.stdin.write(stdin_data)
+        proc.stdin.close()
+    for name in ("stdout", "stderr"):
+        f = getattr(proc, name)
+        if f is not None:
+            pipes[name] = loop.run_in_executor(None, f.read)
+    try:
+        status, _ = await asyncio.wait_for(exited, timeout)
+    except asyncio.TimeoutError:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await exited
+        raise TimeoutError(f"{argv[0]} {' '.join(argv[1:3])}: no answer after {timeout}s") from None
+    out = {}
+    for name, fut in pipes.items():
+        out[name] = await fut
+        getattr(proc, name).close()
+    return status, out.get("stdout", b""), out.get("stderr", b"")

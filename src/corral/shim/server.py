@@ -1,0 +1,66 @@
+"""The long-lived shim server: child subreaper, ttrpc Task service on the socket `start` bound,
+events to the daemon; it exits after Shutdown once it serves no container (or when it has
+served none for a while)."""
+
+import os
+import sys
+
+IDLE_EXIT = 60.0
+
+
+def serve(flags, sock, path, group):
+    sys.modules.setdefault("ssl", None)  # asyncio imports ssl only to support TLS: not needed here
+    import asyncio
+
+    from corral.oci.linux import syscalls as sc
+
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        asyncio.run(_main(flags, sock))
+    finally:
+        for p in (path, path + ".pid", path + ".lock"):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+    return 0
+
+
+async def _main(flags, sock):
+    import asyncio
+    import signal
+
+    from corral.shim.events import Publisher
+    from corral.shim.reaper import Reaper
+    from corral.shim.service import SERVICE, TaskService
+    from corral.ttrpc.server import Server
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    reaper = Reaper(loop)
+    publisher = Publisher(os.environ.get("TTRPC_ADDRESS", ""), flags.namespace)
+    service = TaskService(loop, reaper, publisher, flags.namespace, stop.set)
+    server = Server()
+    server.register(SERVICE, service.methods())
+    await server.serve(sock=sock)
+    idle_since = loop.time()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 5)
+        except asyncio.TimeoutError:
+            pass
+        if service.containers:
+            idle_since = loop.time()
+        elif loop.time() - idle_since > IDLE_EXIT:
+            break
+    # stop accepting before flushing, so a concurrent `start` of the group starts a new shim
+    await server.close()
+    await publisher.flush()
+    await publisher.close()
+
+
+def serve_from_env(flags):
+    print("containerd-shim-corral-v2: containerd starts this shim with `start`; "
+          "run `containerd-shim-corral-v2 -v` for its version", file=sys.stderr)
+    return 1

@@ -1,0 +1,170 @@
+"""The `start` and `delete` subcommands (short-lived; no asyncio).
+
+start: one shim server per group (the pod's `io.kubernetes.cri.sandbox-id` annotation, or
+`io.corral.shim.group`, else the container itself). Its socket is
+/run/containerd/s/<sha256(daemon address, namespace, group)>; if a live server already listens
+there, its address is reused.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import sys
+
+SOCKET_DIR = "/run/containerd/s"
+GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.corral.shim.group")
+
+
+def group_of(bundle, cid):
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            annotations = json.load(f).get("annotations") or {}
+    except (OSError, ValueError):
+        annotations = {}
+    for key in GROUP_ANNOTATIONS:
+        if annotations.get(key):
+            return annotations[key]
+    return cid
+
+
+def socket_path(address, namespace, group):
+    digest = hashlib.sha256(f"{address}\0{namespace}\0{group}".encode()).hexdigest()
+    return os.path.join(SOCKET_DIR, digest)
+
+
+def _alive(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(2)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _write_file(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def start(flags):
+    import fcntl
+
+    bundle = os.getcwd()
+    cid = flags.id
+    if not cid:
+        print("containerd-shim-corral-v2 start: -id is required", file=sys.stderr)
+        return 1
+    try:
+        opts = sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        opts = b""
+    from corral.shim.options import save_raw
+
+    save_raw(bundle, opts)
+    group = group_of(bundle, cid)
+    path = socket_path(flags.address, flags.namespace, group)
+    os.makedirs(SOCKET_DIR, mode=0o711, exist_ok=True)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if group != cid and _alive(path):
+            _write_file(os.path.join(bundle, "address"), "unix://" + path)
+            with open(path + ".pid") as f:
+                _write_file(os.path.join(bundle, "shim.pid"), f.read())
+            print("unix://" + path, end="")
+            return 0
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        sock.listen(128)
+        pid = _spawn_server(flags, sock, path, group, bundle, lock)
+        sock.close()
+        _write_file(path + ".pid", str(pid))
+        _write_file(os.path.join(bundle, "shim.pid"), str(pid))
+        _write_file(os.path.join(bundle, "address"), "unix://" + path)
+    finally:
+        os.close(lock)
+    print("unix://" + path, end="")
+    return 0
+
+
+def _spawn_server(flags, sock, path, group, bundle, lock):
+    """Fork the long-lived server: its own session, stdio away from containerd's pipes (so
+    `start`'s output ends when we exit), stderr to the bundle's `log` FIFO when containerd reads it."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        os.read(r, 1)  # the child has set up its session and stdio
+        os.close(r)
+        return pid
+    try:
+        os.close(r)
+        os.close(lock)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK)
+            os.set_blocking(log, True)
+        except OSError:
+            log = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False, buffering=1)
+        os.write(w, b"1")
+        os.close(w)
+        from corral.shim.server import serve
+
+        code = serve(flags, sock, path, group)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+def delete(flags):
+    """Clean up a container whose shim is gone: force-delete it in the runtime, unmount its
+    rootfs, and print a DeleteResponse (killed by SIGKILL, now)."""
+    import subprocess
+    import time
+
+    from corral.shim import mounts
+    from corral.shim.options import DEFAULT_BINARY, load, runtime_root
+
+    bundle = flags.bundle or os.getcwd()
+    opts = load(bundle)
+    argv = [opts["binary_name"] or DEFAULT_BINARY, "--root", runtime_root(flags.namespace, opts["root"]),
+            "--log", os.path.join(bundle, "log.json"), "--log-format", "json", "delete", "--force", flags.id]
+    try:
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        print(f"warning: {argv[0]} delete {flags.id}: {e}", file=sys.stderr)
+    mounts.unmount_rootfs(os.path.join(bundle, "rootfs"))
+    from corral.api.containerd.runtime.v2.task.shim_pb2 import DeleteResponse
+
+    resp = DeleteResponse(exit_status=128 + 9)
+    resp.exited_at.FromNanoseconds(time.time_ns())
+    sys.stdout.buffer.write(resp.SerializeToString())
+    sys.stdout.flush()
+    return 0

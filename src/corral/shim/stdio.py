@@ -1,0 +1,276 @@
+"""A process's I/O as containerd hands it over: paths of FIFOs (or `file://` / `binary://` log
+URIs) for stdin, stdout and stderr, or a terminal.
+
+Without a terminal the container writes straight into the stdout/stderr FIFO or log file (no
+copy through the shim); stdin goes through a pipe we own so CloseIO can give the container EOF.
+With a terminal, the runtime sends us the pty master over a console socket (SCM_RIGHTS) and we
+copy stdin FIFO -> master and master -> stdout FIFO.
+"""
+
+import array
+import asyncio
+import os
+import socket
+import uuid
+from urllib.parse import parse_qsl, urlparse
+
+CONSOLE_DIR = "/run/containerd/s"
+
+
+def _open_fifo_rw(path):
+    # O_RDWR never blocks on a FIFO, whether or not the other side has opened it yet
+    return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+
+def _open_output(uri):
+    if not uri:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    if uri.startswith("file://"):
+        path = urlparse(uri).path
+        os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    if uri.startswith("fifo://"):
+        uri = uri[len("fifo://"):]
+    return _open_fifo_rw(uri)
+
+
+class ProcessIO:
+    def __init__(self, loop, reaper, stdin, stdout, stderr, terminal, cid, namespace):
+        self.loop = loop
+        self.reaper = reaper
+        self.paths = (stdin, stdout, stderr)
+        self.terminal = terminal
+        self.cid = cid
+        self.namespace = namespace
+        self.child_fds = []  # fds only the child needs: closed once the runtime has run
+        self.stdin_fifo = None
+        self.stdin_w = None  # where stdin data goes: a pipe to the container, or the pty master
+        self.master = None
+        self.stdout_fd = None
+        self.console_path = None
+        self.console_sock = None
+        self.done = asyncio.Event()
+        self._pending_in = b""
+
+    async def prepare(self):
+        """Open everything; returns (stdio fds for the runtime, console socket path or None)."""
+        stdin, stdout, stderr = self.paths
+        try:
+            if self.terminal:
+                self.console_path = os.path.join(CONSOLE_DIR, f"pty-{uuid.uuid4().hex[:16]}.sock")
+                os.makedirs(CONSOLE_DIR, mode=0o711, exist_ok=True)
+                self.console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.console_sock.bind(self.console_path)
+                self.console_sock.listen(1)
+                if stdout:
+                    self.stdout_fd = _open_output(stdout)
+                null = self._child(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+                if stdin:
+                    self.stdin_fifo = _open_fifo_rw(stdin)
+                return (null, null, null), self.console_path
+            self.done.set()
+            if stdin:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                self._child(r)
+                self.stdin_w = w
+                self.stdin_fifo = _open_fifo_rw(stdin)
+                self._start_stdin_copy()
+                child_in = r
+            else:
+                child_in = self._child(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            if stdout.startswith("binary://") or stderr.startswith("binary://"):
+                out, err = await self._start_logger(stdout if stdout.startswith("binary://") else stderr)
+            else:
+                out = self._child(_open_output(stdout))
+                err = out if stderr == stdout and stdout else self._child(_open_output(stderr))
+            return (child_in, out, err), None
+        except BaseException:
+            self.close()
+            raise
+
+    def _child(self, fd):
+        self.child_fds.append(fd)
+        return fd
+
+    async def _start_logger(self, uri):
+        """Start a `binary://` logging driver: container stdout on its fd 3, stderr on fd 4, and
+        fd 5 to close when it is ready (containerd's contract)."""
+        u = urlparse(uri)
+        argv = [u.path]
+        for key, value in parse_qsl(u.query, keep_blank_values=True):
+            argv.append(key)
+            if value:
+                argv.append(value)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        wait_r, wait_w = os.pipe2(os.O_CLOEXEC)
+        self._child(out_w)
+        self._child(err_w)
+        env = dict(os.environ, CONTAINER_ID=self.cid, CONTAINER_NAMESPACE=self.namespace)
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, out_r, 3), (os.POSIX_SPAWN_DUP2, err_r, 4),
+                   (os.POSIX_SPAWN_DUP2, wait_w, 5)]
+        try:
+            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+        except OSError as e:
+            for fd in (out_r, err_r, wait_r, wait_w):
+                os.close(fd)
+            raise OSError(e.errno, f"cannot start logging binary {argv[0]}: {e.strerror}") from None
+        self.reaper.watch(pid, lambda status, at: None)
+        for fd in (out_r, err_r, wait_w):
+            os.close(fd)
+        try:
+            await asyncio.wait_for(self.loop.run_in_executor(None, os.read, wait_r, 1), 10)
+        except asyncio.TimeoutError:
+            raise OSError(f"logging binary {argv[0]} did not signal readiness in 10s") from None
+        finally:
+            os.close(wait_r)
+        return out_w, err_w
+
+    def after_runtime(self):
+        """The runtime has started the process with its stdio: drop our copies of the child's ends."""
+        for fd in self.child_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.child_fds = []
+
+    async def receive_console(self, timeout=10):
+        """Accept the runtime's connection on the console socket and take the pty master."""
+        sock = self.console_sock
+        sock.setblocking(False)
+        conn, _ = await asyncio.wait_for(self.loop.sock_accept(sock), timeout)
+        try:
+            fds = array.array("i")
+            msg, ancdata, _, _ = await asyncio.wait_for(
+                self.loop.run_in_executor(None, conn.recvmsg, 4096, socket.CMSG_SPACE(fds.itemsize)), timeout)
+            for level, ctype, data in ancdata:
+                if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
+                    fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+            if not fds:
+                raise OSError("the runtime sent no terminal on the console socket")
+            self.master = fds[0]
+        finally:
+            conn.close()
+            self._close_console_socket()
+        os.set_inheritable(self.master, False)
+        os.set_blocking(self.master, False)
+        self.stdin_w = self.master
+        if self.stdin_fifo is not None:
+            self._start_stdin_copy()
+        if self.stdout_fd is not None:
+            self.loop.add_reader(self.master, self._copy_output)
+        else:
+            self.done.set()
+
+    def _close_console_socket(self):
+        if self.console_sock is not None:
+            self.console_sock.close()
+            self.console_sock = None
+            try:
+                os.unlink(self.console_path)
+            except OSError:
+                pass
+
+    def _start_stdin_copy(self):
+        os.set_blocking(self.stdin_fifo, False)
+        self.loop.add_reader(self.stdin_fifo, self._copy_input)
+
+    def _copy_input(self):
+        try:
+            data = os.read(self.stdin_fifo, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            return  # we hold the FIFO open read-write: EOF comes as CloseIO
+        try:
+            self._write_all(self.stdin_w, data)
+        except OSError:
+            self._stop_input()
+
+    @staticmethod
+    def _write_all(fd, data):
+        import select
+
+        while data:
+            try:
+                n = os.write(fd, data)
+                data = data[n:]
+            except BlockingIOError:
+                select.select([], [fd], [], 1.0)
+
+    def _copy_output(self):
+        try:
+            data = os.read(self.master, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: the last process holding the pty is gone
+        if data:
+            try:
+                self._write_all(self.stdout_fd, data)
+                return
+            except OSError:
+                pass
+        self.loop.remove_reader(self.master)
+        os.close(self.stdout_fd)
+        self.stdout_fd = None
+        self.done.set()
+
+    def _stop_input(self):
+        if self.stdin_fifo is not None:
+            self.loop.remove_reader(self.stdin_fifo)
+            # deliver whatever is still buffered in the FIFO before EOF
+            try:
+                os.set_blocking(self.stdin_fifo, False)
+                while self.stdin_w is not None:
+                    data = os.read(self.stdin_fifo, 65536)
+                    if not data:
+                        break
+                    self._write_all(self.stdin_w, data)
+            except OSError:
+                pass
+            os.close(self.stdin_fifo)
+            self.stdin_fifo = None
+
+    def close_stdin(self):
+        """CloseIO: the container sees EOF on stdin (for a terminal: an EOF character)."""
+        self._stop_input()
+        if self.master is not None:
+            try:
+                os.write(self.master, b"\x04")
+            except OSError:
+                pass
+        elif self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+
+    def resize(self, width, height):
+        if self.master is None:
+            return
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    def close(self):
+        self.after_runtime()
+        self._stop_input()
+        self._close_console_socket()
+        if self.master is not None:
+            if self.stdout_fd is not None:
+                self.loop.remove_reader(self.master)
+            os.close(self.master)
+            self.master = None
+            self.stdin_w = None
+        if self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+        if self.stdout_fd is not None:
+            os.close(self.stdout_fd)
+            self.stdout_fd = None
+        self.done.set()
