@@ -135,7 +135,8 @@ class AuthProxy:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def _authorized(self):
                 a = self.headers.get("Authorization", "")
