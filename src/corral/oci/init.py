@@ -255,3 +255,45 @@ def _basic_rootfs(spec, rootfs, before_pivot):
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
+
+
+def exec_stage1(sock, opened, process, linux, console_sock, preserve_fds):
+    """`exec`: join the container's namespaces, fork the process (in its pid namespace)."""
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        reply = recv(sock)  # the parent has put us into the container's cgroup
+        if not reply or reply.get("t") != "go":
+            os._exit(1)
+        namespaces.join(opened)
+        namespaces.close_all(opened)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _exec_child(sock, process, linux, console_sock, preserve_fds)
+            except BaseException as e:
+                _report_and_exit(sock, e)
+            os._exit(1)
+        send(sock, t="pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        _report_and_exit(sock, e)
+
+
+def _exec_child(sock, process, linux, console_sock, preserve_fds):
+    from corral.oci.linux import security
+
+    security.apply_rlimits(process)
+    cwd = process.get("cwd", "/")
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot enter the exec cwd {cwd} in the container: {e.strerror}") from None
+    env = list(process.get("env") or [])
+    process["env"] = env
+    if process.get("terminal"):
+        setup = Setup(None, None, None, None, None, None, console_sock, False, 0, None)
+        _console(setup, process)
+    exe = find_executable(process["args"][0], env)
+    last_step = security.finalize(process, linux)
+    send(sock, t="ready")
+    exec_process(exe, process["args"], env, preserve_fds, last_step)
