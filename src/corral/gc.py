@@ -14,7 +14,11 @@ has passed is deleted first and protects nothing.
 Swept: each namespace's unreferenced content and snapshot references; then every blob that
 no namespace references any more (so a blob shared by namespaces lives while any of them
 holds it), every backend snapshot no namespace references, and ingests that no live lease
-holds and that have not been written for `ingest_grace` seconds.
+holds and that have not been written for `ingest_grace` seconds. Ingest refs in the content
+store are "<namespace>/<ref>"; a lease holds one by its plain ref (type "ingests").
+
+The DB part runs in one write transaction, so writers that add a reference inside a
+transaction (NamespacedWriter.commit) never lose a fresh blob to a concurrent pass.
 """
 
 import re
@@ -96,7 +100,7 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, n
                     if r.type == "content":
                         mark(ns, ("content", r.id))
                     elif r.type == "ingests":
-                        leased_ingests.add(r.id)
+                        leased_ingests.add(f"{ns}/{r.id}")  # the backend's ref for it
                     elif r.type.startswith("snapshots/"):
                         mark(ns, ("snapshot", r.type[len("snapshots/"):], r.id))
             targets = {}

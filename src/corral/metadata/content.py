@@ -77,7 +77,7 @@ class NamespacedContentStore:
                 raise AlreadyExists(f"content {expected}: already exists in namespace {ns}")
             except NotFound:
                 pass
-        held = Resource(ingest_key(ns, ref), "ingests")
+        held = Resource(ref, "ingests")  # lease resources are per namespace already
         added = bool(lease) and held not in self.db.list_lease_resources(ns, lease)
         if added:
             self.db.add_lease_resource(ns, lease, held)
@@ -145,8 +145,7 @@ class NamespacedWriter:
             db.add_content(self.ns, digest, labels)
             if self.lease:
                 db.add_lease_resource(self.ns, self.lease, Resource(digest, "content"))
-                db.delete_lease_resource(self.ns, self.lease,
-                                         Resource(ingest_key(self.ns, self.ref), "ingests"))
+                db.delete_lease_resource(self.ns, self.lease, Resource(self.ref, "ingests"))
         return digest
 
     def close(self):
