@@ -8,7 +8,9 @@ and snapshots:
     containerd.io/gc.ref.content[.<anything>]             = <digest>
     containerd.io/gc.ref.snapshot.<snapshotter>[/<any>]   = <key>
 
-and a snapshot references its parent. A lease whose `containerd.io/gc.expire` time (RFC 3339)
+and a snapshot references its parent. A blob's labels are those of the namespace's reference
+(authoritative) merged over the content store's own labels, so references written on the
+bare store (by an unpacker) count too. A lease whose `containerd.io/gc.expire` time (RFC 3339)
 has passed is deleted first and protects nothing.
 
 Swept: each namespace's unreferenced content and snapshot references; then every blob that
@@ -130,6 +132,8 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, n
                 if kind == "content":
                     labels = db.get_content(ns, rest[0]).labels
                     parent = None
+                    if content_store is not None:
+                        labels = {**_store_labels(content_store, rest[0]), **labels}
                 else:
                     ref = db.get_snapshot(ns, rest[0], rest[1])
                     labels, parent = ref.labels, ref.parent
@@ -177,6 +181,13 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, n
                 backend.remove(info.name)
     res.seconds = time.monotonic() - start
     return res
+
+
+def _store_labels(store, digest):
+    try:
+        return store.info(digest).labels
+    except NotFound:
+        return {}
 
 
 def _children_first(refs):

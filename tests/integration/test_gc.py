@@ -168,3 +168,18 @@ def test_label_parsing():
                        "unrelated": "z"})
     assert sorted(refs) == sorted([("content", "sha256:x"), ("content", "sha256:y"),
                                    ("snapshot", "overlayfs", "k1"), ("snapshot", "native", "k2")])
+
+
+def test_references_in_store_labels_count(stack):
+    """An unpacker that labels blobs on the bare store and only adds plain namespace
+    references still has its image's blobs kept."""
+    s = stack
+    layer = s.put("default", b"layer")
+    config = s.put("default", b"config")
+    manifest = s.put("default", b"manifest")
+    s.store.update(manifest, {"containerd.io/gc.ref.content.config": config,
+                              "containerd.io/gc.ref.content.l.0": layer})
+    s.db.create_image("default", Image("img", Descriptor(MANIFEST, manifest, 8)))
+    assert s.gc().blobs == []
+    s.db.delete_image("default", "img")
+    assert sorted(s.gc().blobs) == sorted([layer, config, manifest])
