@@ -11,14 +11,14 @@ PROBE = ("grep -E '^(Cap|NoNewPrivs|Seccomp|Uid|Gid|Groups)' /proc/self/status; 
          "echo nofile $(ulimit -n) $(ulimit -Hn); echo umask $(umask)")
 
 
-def run_secured(process, linux=None, argv=None, root=None, env=None, timeout=30):
+def run_secured(process, linux=None, argv=None, root=None, env=None, timeout=30, cache_dir=None):
     """Fork, set rlimits and finalize() in the child (chrooted into `root` if given), call
     last_step() and exec argv. A setup failure exits 126 with the error on stderr."""
     process = copy.deepcopy(process)
     linux = copy.deepcopy(linux or {})
     from corral.oci.linux import security
 
-    security.preload({"linux": linux})  # on the host, before the child may chroot
+    security.preload({"linux": linux}, cache_dir)  # on the host, before the child may chroot
 
     def child():
         try:

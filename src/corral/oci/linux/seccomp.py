@@ -6,6 +6,7 @@ so that no library is ever loaded from an image; build() refuses to do that impo
 """
 
 import errno
+import os
 import sys
 
 from corral.oci.errors import RuntimeFailure
@@ -178,13 +179,9 @@ def _last_syscalls(pyseccomp, cfg):
     return last, x32_last
 
 
-def build(cfg):
+def _build(cfg):
     """The seccomp program for the config, ready to load(); nothing is loaded yet."""
-    validate(cfg)
-    pyseccomp = sys.modules.get("pyseccomp")
-    if pyseccomp is None:
-        raise RuntimeFailure("internal error: libseccomp was not loaded before entering the "
-                             "container's rootfs (call security.preload(spec) on the host first)")
+    pyseccomp = sys.modules["pyseccomp"]
 
     default = _action(cfg["defaultAction"], cfg.get("defaultErrnoRet"))
     try:
@@ -234,10 +231,121 @@ def build(cfg):
         last, x32_last = _last_syscalls(pyseccomp, cfg)
         if last:
             code = seccomp_bpf.assemble(seccomp_bpf.enosys_stub(last, x32_last), code)
+    return Program(code, _flags(cfg))
+
+
+# programs built on the host by prepare(), by _key() of their config
+_prepared = {}
+_CACHE_FORMAT = "corral-seccomp-1"  # bump when the program layout (e.g. the stub) changes
+
+
+_libseccomp_version = None  # (major, minor, micro), read on the host by prepare()
+
+
+def _read_libseccomp_version():
+    """The version of the host's libseccomp, without importing pyseccomp when it is not
+    needed (a cached program needs only this)."""
+    import ctypes
+
+    class _Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+    if "pyseccomp" in sys.modules:
+        lib = sys.modules["pyseccomp"]._libseccomp
+    else:
+        try:
+            lib = ctypes.CDLL(_SONAMES["seccomp"])
+        except OSError:
+            lib = preload()._libseccomp
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    v = lib.seccomp_version().contents
+    return (v.major, v.minor, v.micro)
+
+
+def _key(cfg):
+    """The exact text a program depends on: config, arch, libseccomp version, our format."""
+    import json
+    return json.dumps([_CACHE_FORMAT, os.uname().machine, _libseccomp_version, cfg],
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def _flags(cfg):
     flags = 0
     for flag in cfg.get("flags") or ():
         flags |= seccomp_bpf.FLAG_BITS[flag]
-    return Program(code, flags)
+    return flags
+
+
+_MAX_CODE = 8 * 4096
+
+
+def _read_cached(path, key):
+    """The program stored with exactly this key, or None. File: key length (8 bytes), key, code.
+    The file name is only a crc of the key; the stored key is compared in full."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(8 + len(key) + _MAX_CODE + 1)
+    except OSError:
+        return None
+    if int.from_bytes(data[:8], "little") != len(key) or data[8:8 + len(key)] != key:
+        return None
+    code = data[8 + len(key):]
+    if not code or len(code) % 8 or len(code) > _MAX_CODE:
+        return None
+    return code
+
+
+def _write_cached(cache_dir, path, key, code):
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as f:
+            f.write(len(key).to_bytes(8, "little") + key + code)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def prepare(cfg, cache_dir=None):
+    """Build the program for cfg on the host and keep it, so that build() in the container's
+    init only looks it up. With cache_dir (root-only, in the runtime's state), programs are
+    kept on disk too: the same profile for the next container costs a file read."""
+    import zlib
+
+    global _libseccomp_version
+    validate(cfg)
+    if _libseccomp_version is None:
+        _libseccomp_version = _read_libseccomp_version()
+    key = _key(cfg)
+    program = _prepared.get(key)
+    if program is not None:
+        return program
+    path = os.path.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key)}.bpf") if cache_dir else None
+    code = _read_cached(path, key) if path else None
+    if code is not None:
+        program = Program(code, _flags(cfg))
+    else:
+        preload()
+        program = _build(cfg)
+        if path:
+            _write_cached(cache_dir, path, key, program.code)
+    _prepared[key] = program
+    return program
+
+
+def build(cfg):
+    """The program for cfg: the one prepare() made on the host, else built now (libseccomp
+    must have been loaded on the host: nothing is loaded from a container's rootfs)."""
+    validate(cfg)
+    if _libseccomp_version is not None:
+        program = _prepared.get(_key(cfg))
+        if program is not None:
+            return program
+    if sys.modules.get("pyseccomp") is None:
+        raise RuntimeFailure("internal error: libseccomp was not loaded before entering the "
+                             "container's rootfs (call security.preload(spec) on the host first)")
+    return _build(cfg)
 
 
 def load(program):

@@ -20,21 +20,24 @@ from corral.oci.errors import RuntimeFailure
 from corral.oci.linux import capabilities, lsm, rlimits, syscalls, user
 
 
-def validate(spec):
+def validate(spec, cache_dir=None):
+    """Refuse a bad config with one line; then preload(spec, cache_dir)."""
     process = spec.get("process") or {}
     linux = spec.get("linux") or {}
     validate_process(process, linux)
     if linux.get("seccomp") is not None:
         from corral.oci.linux import seccomp
         seccomp.validate(linux["seccomp"])
-    preload(spec)
+    preload(spec, cache_dir)
 
 
-def preload(spec):
-    """Load what finalize() will need from the host while still outside the rootfs."""
-    if ((spec.get("linux") or {}).get("seccomp")) is not None:
+def preload(spec, cache_dir=None):
+    """Load on the host what finalize() will need inside the rootfs: libseccomp, and the
+    seccomp program built from the config (kept on disk under cache_dir when given)."""
+    cfg = (spec.get("linux") or {}).get("seccomp")
+    if cfg is not None:
         from corral.oci.linux import seccomp
-        seccomp.preload()
+        seccomp.prepare(cfg, cache_dir)
 
 
 def validate_process(process, linux=None):
