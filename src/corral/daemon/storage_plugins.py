@@ -34,9 +34,33 @@ def _content_store(ic):
     return ContentStore(ic.root)
 
 
+GC = "io.containerd.gc.v1"
+
+
+def _gc(ic):
+    from .gcsched import Collector
+    return Collector(ic.get(METADATA), ic.get(CONTENT), ic.get_by_type(SNAPSHOTTER))
+
+
+def _changed(ic):
+    try:
+        return ic.get(GC).schedule
+    except LookupError:
+        return None
+
+
+def _collect(ic):
+    try:
+        return ic.get(GC).collect
+    except LookupError:
+        return None
+
+
 def _content_local(ic):
+    from corral.metadata.content import NamespacedContentStore
     from corral.services.content import Content
-    return Content(ic.get(CONTENT), db=_metadata(ic), publish=_publisher(ic))
+    return Content(NamespacedContentStore(ic.get(METADATA), ic.get(CONTENT)), publish=_publisher(ic),
+                   changed=_changed(ic))
 
 
 def _service(ic, name):
@@ -77,8 +101,12 @@ def _native(ic):
 
 
 def _snapshots_local(ic):
+    from corral.metadata.snapshots import NamespacedSnapshotter
     from corral.services.snapshots import Snapshots
-    return Snapshots(ic.get_by_type(SNAPSHOTTER), ic.get(METADATA), _publisher(ic))
+    db = ic.get(METADATA)
+    ns_snapshotters = {name: NamespacedSnapshotter(db, name, backend)
+                       for name, backend in ic.get_by_type(SNAPSHOTTER).items()}
+    return Snapshots(ns_snapshotters, _publisher(ic), _changed(ic))
 
 
 def _metadata_db(ic):
@@ -99,13 +127,13 @@ def _local(name):
             return Namespaces(db, pub)
         if name == "containers":
             from corral.services.containers import Containers
-            return Containers(db, pub)
+            return Containers(db, pub, _changed(ic))
         if name == "images":
             from corral.services.images import Images
-            return Images(db, pub)
+            return Images(db, pub, _collect(ic), _changed(ic))
         if name == "leases":
             from corral.services.leases import Leases
-            return Leases(db)
+            return Leases(db, _collect(ic), _changed(ic))
         raise ValueError(name)
     return init
 
@@ -131,17 +159,18 @@ def registrations():
         Registration(SNAPSHOTTER, "overlayfs", _overlayfs),
         Registration(SNAPSHOTTER, "native", _native),
         Registration(METADATA, "sqlite", _metadata_db, requires=[CONTENT, SNAPSHOTTER]),
-        Registration(SERVICE, "snapshots-service", _snapshots_local, requires=[SNAPSHOTTER, METADATA, EVENT]),
+        Registration(SERVICE, "snapshots-service", _snapshots_local, requires=[SNAPSHOTTER, METADATA, EVENT, GC]),
         Registration(GRPC, "snapshots", _grpc("snapshots-service", "snapshots", "SnapshotsService"), requires=[SERVICE]),
+        Registration(GC, "scheduler", _gc, requires=[METADATA, CONTENT, SNAPSHOTTER]),
         Registration(SERVICE, "namespaces-service", _local("namespaces"), requires=[METADATA, EVENT]),
-        Registration(SERVICE, "containers-service", _local("containers"), requires=[METADATA, EVENT]),
-        Registration(SERVICE, "images-service", _local("images"), requires=[METADATA, EVENT]),
-        Registration(SERVICE, "leases-service", _local("leases"), requires=[METADATA]),
+        Registration(SERVICE, "containers-service", _local("containers"), requires=[METADATA, EVENT, GC]),
+        Registration(SERVICE, "images-service", _local("images"), requires=[METADATA, EVENT, GC]),
+        Registration(SERVICE, "leases-service", _local("leases"), requires=[METADATA, GC]),
         Registration(GRPC, "namespaces", _grpc("namespaces-service", "namespaces", "NamespacesService"), requires=[SERVICE]),
         Registration(GRPC, "containers", _grpc("containers-service", "containers", "ContainersService"), requires=[SERVICE]),
         Registration(GRPC, "images", _grpc("images-service", "images", "ImagesService"), requires=[SERVICE]),
         Registration(GRPC, "leases", _grpc("leases-service", "leases", "LeasesService"), requires=[SERVICE]),
-        Registration(SERVICE, "content-service", _content_local, requires=[CONTENT, METADATA, EVENT]),
+        Registration(SERVICE, "content-service", _content_local, requires=[CONTENT, METADATA, EVENT, GC]),
         Registration(GRPC, "content", _content_grpc, requires=[SERVICE]),
         Registration(GRPC, "diff", _diff_grpc, requires=[SERVICE]),
         Registration(GRPC, "tasks", _tasks_grpc, requires=["io.containerd.runtime.v2", SERVICE]),

@@ -36,9 +36,10 @@ def validate(c):
 
 
 class Containers:
-    def __init__(self, db, publish=None):
+    def __init__(self, db, publish=None, changed=None):
         self.db = db
         self.publish = publish or (lambda ns, topic, msg: None)
+        self.changed = changed or (lambda: None)
 
     def get(self, ns, cid):
         return container_msg(self.db.get_container(ns, cid))
@@ -103,6 +104,7 @@ class Containers:
     def delete(self, ns, cid):
         self.db.delete_container(ns, cid)
         self.publish(ns, "/containers/delete", container_events.ContainerDelete(id=cid))
+        self.changed()
 
 
 class ContainersService(containers_pb2_grpc.ContainersServicer):

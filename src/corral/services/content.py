@@ -10,9 +10,7 @@ from corral.api.containerd.services.content.v1 import content_pb2, content_pb2_g
 from corral.api.containerd.events import content_pb2 as content_events
 
 from . import filters
-from corral.metadata.types import Resource
-
-from .errors import AlreadyExists, InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound
 from .grpcutil import Abort, lease, namespace, rpc, ts
 
 log = logging.getLogger("corrald")
@@ -26,106 +24,45 @@ def _ns_ts(ns):
 
 
 class Content:
-    """Blobs are shared by every namespace on disk; which namespace sees which blob, and with
-    which labels, is kept in the metadata DB (`db`). Without a DB every namespace sees every
-    blob with the store's own labels."""
+    """The content service's logic over the storage library's namespaced content store
+    (corral.metadata.content.NamespacedContentStore): filters, events, collection."""
 
-    def __init__(self, store, db=None, publish=None):
-        self.store = store
-        self.db = db
+    def __init__(self, nscs, publish=None, changed=None):
+        self.nscs = nscs
         self.publish = publish or (lambda ns, topic, msg: None)
+        self.changed = changed or (lambda: None)  # tells the GC something was dropped
 
     def info(self, ns, digest):
-        if self.db is not None:
-            ref = self.db.get_content(ns, digest)  # NotFound when not in ns
-            info = self.store.info(digest)
-            info.labels = ref.labels
-            info.created_at, info.updated_at = ref.created_at or info.created_at, ref.updated_at or info.updated_at
-            return info
-        return self.store.info(digest)
+        return self.nscs.info(ns, digest)
 
     def list(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
-        if self.db is not None:
-            infos = []
-            for ref in self.db.list_content(ns):
-                try:
-                    infos.append(self.info(ns, ref.digest))
-                except NotFound:
-                    continue  # deleted meanwhile
-        else:
-            infos = self.store.list()
-        return [i for i in infos if match(filters.getter({"digest": i.digest, "size": i.size}, i.labels))]
+        return self.nscs.list(ns, lambda i: match(filters.getter({"digest": i.digest, "size": i.size}, i.labels)))
 
     def update(self, ns, digest, labels, fieldpaths):
-        if self.db is None:
-            return self.store.update(digest, labels, fieldpaths)
-        self.db.update_content(ns, digest, labels, fieldpaths or None)
-        return self.info(ns, digest)
+        return self.nscs.update(ns, digest, labels, fieldpaths or None)
 
     def delete(self, ns, digest):
-        if self.db is not None:
-            self.db.delete_content(ns, digest)
-            if not self.db.content_namespaces(digest):
-                try:
-                    self.store.delete(digest)
-                except NotFound:
-                    pass
-        else:
-            self.store.delete(digest)
+        self.nscs.delete(ns, digest)
         self.publish(ns, "/content/delete", content_events.ContentDelete(digest=digest))
+        self.changed()
 
     def reader(self, ns, digest):
-        if self.db is not None:
-            self.db.get_content(ns, digest)
-        return self.store.reader_at(digest)
+        return self.nscs.reader_at(ns, digest)
 
     def open_writer(self, ns, ref, total, expected, lease_id=None):
-        """A writer; AlreadyExists when `expected` is committed (it is then also made visible
-        in the namespace, as the client has that content)."""
-        if lease_id and self.db is not None:
-            self.db.add_lease_resource(ns, lease_id, Resource(ref, "ingests"))
-        try:
-            return self.store.writer(_ns_ref(ns, ref), total=total or None, expected=expected or None)
-        except AlreadyExists:
-            self.committed(ns, expected, {}, lease_id)
-            raise
-
-    def committed(self, ns, digest, labels, lease_id=None):
-        """Make a committed blob visible in the namespace (and held by the lease)."""
-        if self.db is None:
-            return
-        with self.db.transaction():
-            self.db.add_content(ns, digest, labels or {}, exist_ok=True)
-            if labels:
-                self.db.update_content(ns, digest, labels, [f"labels.{k}" for k in labels])
-            if lease_id:
-                self.db.add_lease_resource(ns, lease_id, Resource(digest, "content"))
+        """A writer; AlreadyExists when the namespace already has `expected`."""
+        return self.nscs.writer(ns, ref, total=total or None, expected=expected or None, lease=lease_id)
 
     def status(self, ns, ref):
-        st = self.store.status(_ns_ref(ns, ref))
-        st.ref = ref
-        return st
+        return self.nscs.status(ns, ref)
 
     def list_statuses(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
-        prefix = _ns_ref(ns, "")
-        out = []
-        for st in self.store.list_statuses():
-            if not st.ref.startswith(prefix):
-                continue
-            st.ref = st.ref[len(prefix):]
-            if match(filters.getter({"ref": st.ref, "expected": st.expected})):
-                out.append(st)
-        return out
+        return self.nscs.list_statuses(ns, lambda st: match(filters.getter({"ref": st.ref, "expected": st.expected})))
 
     def abort(self, ns, ref):
-        self.store.abort(_ns_ref(ns, ref))
-
-
-def _ns_ref(ns, ref):
-    # ingests are per namespace, as in containerd's metadata store
-    return f"{ns}/{ref}" if ref else f"{ns}/"
+        self.nscs.abort(ns, ref)
 
 
 def info_msg(info):
@@ -229,13 +166,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
                 resp.total = total
                 if req.action == content_pb2.COMMIT:
                     labels = dict(req.labels)
-                    try:
-                        digest = w.commit(size=total or None, expected=expected or None, labels=labels or None)
-                    except AlreadyExists:
-                        self.local.committed(ns, expected or w.digest(), labels, lease_id)
-                        raise
-                    self.local.committed(ns, digest, labels, lease_id)
-                    resp.digest = digest
+                    resp.digest = w.commit(size=total or None, expected=expected or None, labels=labels or None)
                 else:
                     st = _writer_status(w)
                     if st is not None:

@@ -32,10 +32,11 @@ def validate(img):
 
 
 class Images:
-    def __init__(self, db, publish=None, collect=None):
+    def __init__(self, db, publish=None, collect=None, changed=None):
         self.db = db
         self.publish = publish or (lambda ns, topic, msg: None)
         self.collect = collect  # collect(ns): synchronous garbage collection, if available
+        self.changed = changed or (lambda: None)
 
     def get(self, ns, name):
         return image_msg(self.db.get_image(ns, name))
@@ -90,6 +91,8 @@ class Images:
         self.publish(ns, "/images/delete", image_events.ImageDelete(name=name))
         if sync and self.collect is not None:
             self.collect(ns)
+        else:
+            self.changed()
 
 
 class ImagesService(images_pb2_grpc.ImagesServicer):

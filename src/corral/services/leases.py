@@ -27,9 +27,10 @@ def _check_resource(r):
 
 
 class Leases:
-    def __init__(self, db, collect=None):
+    def __init__(self, db, collect=None, changed=None):
         self.db = db
         self.collect = collect
+        self.changed = changed or (lambda: None)
 
     def create(self, ns, lease_id, labels):
         lease_id = lease_id or f"{int(time.time())}-{secrets.token_hex(6)}"
@@ -40,6 +41,8 @@ class Leases:
         self.db.delete_lease(ns, lease_id)
         if sync and self.collect is not None:
             self.collect(ns)
+        else:
+            self.changed()
 
     def list(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)

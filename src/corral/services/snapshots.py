@@ -1,21 +1,15 @@
-"""Snapshots: namespaced views of the snapshotters and the gRPC service
-containerd.services.snapshots.v1.Snapshots.
-
-As in containerd, each namespace has its own keys: the metadata DB maps (namespace,
-snapshotter, key) to the backend's name "ns/<random>/key", which is unique even when a key is
-reused, and keeps the namespace's labels (the GC reads its references there)."""
-
-import secrets
+"""Snapshots: the gRPC service containerd.services.snapshots.v1.Snapshots over namespaced
+snapshotters (each namespace has its own keys; the storage library maps them to unique
+backend names and keeps the namespace's labels in the metadata DB)."""
 
 from google.protobuf import empty_pb2
 
 from corral.api.containerd.events import snapshot_pb2 as snapshot_events
 from corral.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from corral.api.containerd.types import mount_pb2
-from corral.metadata.types import Resource, SnapshotRef
 
 from . import filters
-from .errors import AlreadyExists, InvalidArgument, NotFound
+from .errors import InvalidArgument
 from .fieldpaths import check_labels
 from .grpcutil import lease, namespace, rpc, ts
 
@@ -28,17 +22,15 @@ def _kind_name(kind):
     return str(getattr(kind, "name", kind)).lower()
 
 
-class SnapInfo:
-    def __init__(self, name, parent, kind, labels, created, updated):
-        self.name, self.parent, self.kind, self.labels = name, parent, kind, labels
-        self.created, self.updated = created, updated
-
-
 class Snapshots:
-    def __init__(self, snapshotters, db, publish=None):
-        self.snapshotters = snapshotters  # name -> snapshotter
-        self.db = db
+    """The snapshots service's logic over the storage library's namespaced snapshotters
+    (corral.metadata.snapshots.NamespacedSnapshotter, one per backend): defaults, label
+    checks, filters, events, collection."""
+
+    def __init__(self, snapshotters, publish=None, changed=None):
+        self.snapshotters = snapshotters  # name -> NamespacedSnapshotter
         self.publish = publish or (lambda ns, topic, msg: None)
+        self.changed = changed or (lambda: None)
 
     def get(self, name):
         name = name or DEFAULT_SNAPSHOTTER
@@ -48,109 +40,62 @@ class Snapshots:
             raise InvalidArgument(f"snapshotter {name!r} is not available; use one of "
                                   f"{', '.join(sorted(self.snapshotters)) or 'none'}") from None
 
-    @staticmethod
-    def _backend_name(ns, key):
-        return f"{ns}/{secrets.token_hex(4)}/{key}"
-
-    def _create(self, view, ns, sn, key, parent, labels, lease_id):
-        if not key:
-            raise InvalidArgument("snapshot key must not be empty")
-        check_labels(labels)
-        sn = sn or DEFAULT_SNAPSHOTTER
-        backend = self.get(sn)
-        try:
-            self.db.get_snapshot(ns, sn, key)
-            raise AlreadyExists(f"snapshot {key}: already exists in namespace {ns}")
-        except NotFound:
-            pass
-        bparent = self.db.get_snapshot(ns, sn, parent).name if parent else ""
-        bname = self._backend_name(ns, key)
-        mounts = (backend.view if view else backend.prepare)(bname, bparent, labels=labels)
-        try:
-            with self.db.transaction():
-                self.db.add_snapshot(ns, SnapshotRef(sn, key, bname, parent, labels))
-                if lease_id:
-                    self.db.add_lease_resource(ns, lease_id, Resource(key, f"snapshots/{sn}"))
-        except BaseException:
-            backend.remove(bname)
-            raise
-        return mounts
-
     def prepare(self, ns, sn, key, parent, labels, lease_id=None):
-        mounts = self._create(False, ns, sn, key, parent, labels, lease_id)
-        self.publish(ns, "/snapshot/prepare", snapshot_events.SnapshotPrepare(key=key, parent=parent, snapshotter=sn))
+        _check_key(key)
+        check_labels(labels)
+        mounts = self.get(sn).prepare(ns, key, parent, labels, lease_id)
+        self.publish(ns, "/snapshot/prepare", snapshot_events.SnapshotPrepare(
+            key=key, parent=parent, snapshotter=sn or DEFAULT_SNAPSHOTTER))
         return mounts
 
     def view(self, ns, sn, key, parent, labels, lease_id=None):
-        return self._create(True, ns, sn, key, parent, labels, lease_id)
+        _check_key(key)
+        check_labels(labels)
+        return self.get(sn).view(ns, key, parent, labels, lease_id)
 
     def mounts(self, ns, sn, key):
-        sn = sn or DEFAULT_SNAPSHOTTER
-        return self.get(sn).mounts(self.db.get_snapshot(ns, sn, key).name)
+        return self.get(sn).mounts(ns, key)
 
     def commit(self, ns, sn, name, key, labels, lease_id=None):
-        if not name:
-            raise InvalidArgument("committed snapshot name must not be empty")
+        _check_key(name)
         check_labels(labels)
-        sn = sn or DEFAULT_SNAPSHOTTER
-        backend = self.get(sn)
-        ref = self.db.get_snapshot(ns, sn, key)
-        bname = self._backend_name(ns, name)
-        with self.db.transaction():
-            self.db.add_snapshot(ns, SnapshotRef(sn, name, bname, ref.parent, labels or ref.labels))
-            self.db.delete_snapshot(ns, sn, key)
-            if lease_id:
-                self.db.add_lease_resource(ns, lease_id, Resource(name, f"snapshots/{sn}"))
-            backend.commit(bname, ref.name, labels=labels or ref.labels)
-        self.publish(ns, "/snapshot/commit", snapshot_events.SnapshotCommit(key=key, name=name, snapshotter=sn))
+        self.get(sn).commit(ns, name, key, labels or None, lease_id)
+        self.publish(ns, "/snapshot/commit", snapshot_events.SnapshotCommit(
+            key=key, name=name, snapshotter=sn or DEFAULT_SNAPSHOTTER))
 
     def remove(self, ns, sn, key):
-        sn = sn or DEFAULT_SNAPSHOTTER
-        backend = self.get(sn)
-        ref = self.db.get_snapshot(ns, sn, key)
-        with self.db.transaction():
-            self.db.delete_snapshot(ns, sn, key)
-            try:
-                backend.remove(ref.name)
-            except NotFound:
-                pass  # the backend lost it already; dropping the reference is what is left
-        self.publish(ns, "/snapshot/remove", snapshot_events.SnapshotRemove(key=key, snapshotter=sn))
-
-    def _info(self, backend, ref):
-        try:
-            kind = backend.stat(ref.name).kind
-        except NotFound:
-            kind = "unknown"
-        return SnapInfo(ref.key, ref.parent, kind, ref.labels, ref.created_at, ref.updated_at)
+        self.get(sn).remove(ns, key)
+        self.publish(ns, "/snapshot/remove", snapshot_events.SnapshotRemove(key=key, snapshotter=sn or DEFAULT_SNAPSHOTTER))
+        self.changed()
 
     def stat(self, ns, sn, key):
-        sn = sn or DEFAULT_SNAPSHOTTER
-        return self._info(self.get(sn), self.db.get_snapshot(ns, sn, key))
+        return self.get(sn).stat(ns, key)
 
     def update(self, ns, sn, name, labels, fieldpaths):
-        sn = sn or DEFAULT_SNAPSHOTTER
         check_labels(labels)
         for p in fieldpaths or []:
             if p != "labels" and not p.startswith("labels."):
                 raise InvalidArgument(f"snapshot {name}: only labels can be updated, not {p!r}")
-        ref = self.db.update_snapshot(ns, sn, name, labels, fieldpaths or None)
-        return self._info(self.get(sn), ref)
+        s = self.get(sn)
+        info = s.stat(ns, name)
+        info.labels = dict(labels)
+        return s.update(ns, info, fieldpaths or None)
 
     def list(self, ns, sn, filter_strings=()):
-        sn = sn or DEFAULT_SNAPSHOTTER
-        backend = self.get(sn)
         match = filters.parse(filter_strings)
-        out = []
-        for ref in self.db.list_snapshots(ns, sn):
-            info = self._info(backend, ref)
+
+        def keep(info):
             fields = {"name": info.name, "parent": info.parent, "kind": _kind_name(info.kind)}
-            if match(filters.getter(fields, info.labels)):
-                out.append(info)
-        return out
+            return match(filters.getter(fields, info.labels))
+        return self.get(sn).list(ns, keep)
 
     def usage(self, ns, sn, key):
-        sn = sn or DEFAULT_SNAPSHOTTER
-        return self.get(sn).usage(self.db.get_snapshot(ns, sn, key).name)
+        return self.get(sn).usage(ns, key)
+
+
+def _check_key(key):
+    if not key:
+        raise InvalidArgument("snapshot key must not be empty")
 
 
 def mount_msgs(mounts):
@@ -242,7 +187,7 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
     @rpc
     def Cleanup(self, request, context):
         namespace(context)
-        s = self.local.get(request.snapshotter)
+        s = self.local.get(request.snapshotter).backend
         cleanup = getattr(s, "cleanup", None)
         if cleanup is not None:
             cleanup()
