@@ -23,8 +23,8 @@ from corral.oci.linux import rootfs, syscalls as S
 bundle, script, opts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 with open(os.path.join(bundle, "config.json")) as f:
     spec = json.load(f)
-S.unshare(S.CLONE_NEWNS | S.CLONE_NEWPID | S.CLONE_NEWCGROUP | S.CLONE_NEWIPC | S.CLONE_NEWNET
-          | S.CLONE_NEWUTS)
+flags = S.CLONE_NEWNS | S.CLONE_NEWPID | S.CLONE_NEWIPC | S.CLONE_NEWNET | S.CLONE_NEWUTS
+S.unshare(flags if opts.get("no_cgroupns") else flags | S.CLONE_NEWCGROUP)
 pid = os.fork()
 if pid == 0:
     try:
@@ -108,3 +108,176 @@ def test_default_mounts_and_devices(bundle):
                  "stderr -> /proc/self/fd/2", "ptmx -> pts/ptmx"]:
         assert link in dev
     assert cwd.strip() == "/"
+
+
+PROBE = "cut -d' ' -f5,6 /proc/self/mountinfo; echo ---; ls -l /dev | awk '{print $1, $NF}'"
+
+
+@pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")
+@pytest.mark.parametrize("readonly", [False, True])
+def test_same_mounts_as_runc(tmpdir_root, cid, readonly):
+    bundle = os.path.join(tmpdir_root, "bundle")
+    make_bundle(bundle, args=["sh", "-c", PROBE], rootfs_readonly=readonly)
+    ours = ok(bundle, PROBE)
+    root = os.path.join(tmpdir_root, "runc")
+    try:
+        res = subprocess.run(["runc", "--root", root, "run", cid], cwd=bundle, capture_output=True,
+                             text=True, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", root, "delete", "--force", cid], capture_output=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    for a, b in zip(ours.split("---\n"), res.stdout.split("---\n")):
+        assert sorted(a.splitlines()) == sorted(b.splitlines())
+
+
+def test_symlink_and_dotdot_escapes_stay_inside(bundle, tmpdir_root):
+    hostdir = os.path.join(tmpdir_root, "hostdir")       # must never be created on the host
+    hostfile = os.path.join(tmpdir_root, "hostfile")     # must never be written or mounted over
+    with open(hostfile, "w") as f:
+        f.write("host\n")
+    rootfs_dir = os.path.join(bundle, "rootfs")
+    os.symlink(hostdir, os.path.join(rootfs_dir, "etc2"))
+    os.symlink("../../../../../../..", os.path.join(rootfs_dir, "up"))
+    os.symlink(hostfile, os.path.join(rootfs_dir, "hosts2"))
+    src = os.path.join(tmpdir_root, "src")
+    os.mkdir(src)
+    with open(os.path.join(src, "marker"), "w") as f:
+        f.write("inside\n")
+    with open(os.path.join(tmpdir_root, "srcfile"), "w") as f:
+        f.write("bound\n")
+
+    def change(spec):
+        spec["mounts"] += [
+            {"destination": "/etc2/x", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/../../dotdot", "type": "bind", "source": src, "options": ["rbind"]},
+            {"destination": "/up/up2", "type": "bind", "source": src, "options": ["rbind"]},
+            {"destination": "/hosts2", "type": "bind", "source": os.path.join(tmpdir_root, "srcfile"),
+             "options": ["bind"]},
+        ]
+        spec["linux"]["devices"] = [{"path": "/up/dev2", "type": "c", "major": 1, "minor": 3}]
+    edit(bundle, change)
+    out = ok(bundle, "cut -d' ' -f5 /proc/self/mountinfo; cat /dotdot/marker /up2/marker /hosts2")
+    points = out.splitlines()
+    assert "/etc2/x" not in points  # shown where it really landed, inside the root
+    assert os.path.join(hostdir, "x") in points
+    assert "/dotdot" in points and "/up2" in points
+    assert out.count("inside") == 2 and "bound" in out
+    # created inside the rootfs, nothing on the host
+    assert os.path.isdir(os.path.join(rootfs_dir, hostdir.lstrip("/"), "x"))
+    assert os.path.isdir(os.path.join(rootfs_dir, "dotdot")) and os.path.isdir(os.path.join(rootfs_dir, "up2"))
+    assert os.path.exists(os.path.join(rootfs_dir, "dev2"))
+    assert os.path.exists(os.path.join(rootfs_dir, hostfile.lstrip("/")))
+    assert not os.path.exists(hostdir)
+    with open(hostfile) as f:
+        assert f.read() == "host\n"
+    assert sorted(os.listdir(tmpdir_root)) == ["bundle", "hostfile", "src", "srcfile"]
+    assert os.listdir(src) == ["marker"]
+
+
+def test_proc_through_symlink_and_mounts_into_proc_refused(bundle):
+    edit(bundle, lambda s: s["mounts"].append(
+        {"destination": "/proc/sys/kernel/x", "type": "tmpfs", "source": "tmpfs"}))
+    rc, out, err = run_setup(bundle, "true")
+    assert rc == 3 and "FAILURE:" in err and "/proc" in err
+    rootfs_dir = os.path.join(bundle, "rootfs")
+    os.rmdir(os.path.join(rootfs_dir, "proc"))
+    os.symlink("/etc", os.path.join(rootfs_dir, "proc"))
+    edit(bundle, lambda s: s["mounts"].pop())
+    rc, out, err = run_setup(bundle, "true")
+    assert rc == 3 and "FAILURE:" in err and "symlink" in err, err
+
+
+def test_bind_ro_file_tmpfs_options_propagation(bundle, tmpdir_root):
+    src = os.path.join(tmpdir_root, "src")
+    os.mkdir(src)
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("data\n")
+    edit(bundle, lambda s: s["mounts"].extend([
+        {"destination": "/mnt/ro", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid"]},
+        {"destination": "/mnt/rw", "type": "none", "source": src, "options": ["bind", "rshared"]},
+        {"destination": "/mnt/file", "source": os.path.join(src, "f"), "options": ["bind", "ro"]},
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nodev", "noexec", "size=1m", "mode=700"]},
+    ]))
+    out = ok(bundle, "cat /proc/self/mountinfo; echo ---; cat /mnt/ro/f /mnt/file; "
+                     "touch /mnt/ro/new 2>/dev/null && echo WROTE-RO; touch /mnt/rw/new && echo WROTE-RW; "
+                     "stat -c %a /scratch")
+    info, rest = out.split("---\n")
+    m = mountinfo_lines(info)
+    assert m["/mnt/ro"][0].startswith("ro,nosuid")
+    assert m["/mnt/file"][0].startswith("ro")
+    assert m["/mnt/rw"][0].startswith("rw")
+    shared = [l for l in info.splitlines() if l.split()[4] == "/mnt/rw"][0]
+    assert "shared:" in shared
+    assert m["/scratch"][0] == "rw,nodev,noexec,relatime" and "size=1024k" in m["/scratch"][3]
+    assert rest.splitlines() == ["data", "data", "WROTE-RW", "700"]
+    assert os.path.exists(os.path.join(src, "new"))
+
+
+def test_recursive_readonly(bundle, tmpdir_root):
+    src = os.path.join(tmpdir_root, "src")
+    os.makedirs(os.path.join(src, "sub"))
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", os.path.join(src, "sub")], check=True)
+    try:
+        edit(bundle, lambda s: s["mounts"].extend([
+            {"destination": "/a", "type": "bind", "source": src, "options": ["rbind", "ro"]},
+            {"destination": "/b", "type": "bind", "source": src, "options": ["rbind", "rro"]},
+        ]))
+        out = ok(bundle, "touch /a/sub/x && echo A-SUB-RW; touch /b/sub/y 2>/dev/null || echo B-SUB-RO; "
+                         "touch /a/x 2>/dev/null || echo A-RO")
+    finally:
+        subprocess.run(["umount", "-l", os.path.join(src, "sub")], check=True)
+    # "ro" makes the top mount read-only (as runc does); "rro" every mount below it too
+    assert out.split() == ["A-SUB-RW", "B-SUB-RO", "A-RO"]
+
+
+def test_masked_readonly_paths_and_readonly_root(bundle):
+    def change(spec):
+        spec["root"]["readonly"] = True
+        spec["linux"]["maskedPaths"] = ["/etc/hostname", "/home", "/does/not/exist"]
+        spec["linux"]["readonlyPaths"] = ["/var", "/nope"]
+        spec["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs"})
+        os.makedirs(os.path.join(bundle, "rootfs", "home", "user"))
+    edit(bundle, change)
+    out = ok(bundle, "cat /etc/hostname; ls /home; touch /var/x 2>/dev/null || echo VAR-RO; "
+                     "touch /x 2>/dev/null || echo ROOT-RO; touch /run/x && echo RUN-RW; "
+                     "touch /home/x 2>/dev/null || echo HOME-RO")
+    assert out.split() == ["VAR-RO", "ROOT-RO", "RUN-RW", "HOME-RO"]
+
+
+def test_spec_devices_modes_and_owners(bundle):
+    edit(bundle, lambda s: s["linux"].update(devices=[
+        {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 1, "gid": 5},
+        {"path": "/dev/sub/fifo", "type": "p", "fileMode": 0o640},
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o620},
+    ]))
+    out = ok(bundle, "ls -ln /dev/mynull /dev/sub/fifo /dev/null; echo hi > /dev/mynull && echo OK")
+    lines = out.splitlines()
+    assert lines[0].startswith("crw-------") and "1        5" in lines[0]
+    assert lines[1].startswith("crw--w----")  # the default /dev/null replaced by the spec's
+    assert lines[2].startswith("prw-r-----")
+    assert lines[3] == "OK"
+
+
+def test_no_pivot_and_before_pivot(bundle):
+    out = ok(bundle, "cat /etc/hostname; cut -d' ' -f5 /proc/self/mountinfo | grep -c '^/$'",
+             no_pivot=True, before_pivot=True)
+    assert out.split()[0] == "busybox"
+    assert os.path.exists(os.path.join(bundle, "before-pivot-ran"))
+
+
+def test_cgroup_v1_binds_without_cgroupns(bundle):
+    edit(bundle, lambda s: s["linux"].update(
+        namespaces=[n for n in s["linux"]["namespaces"] if n["type"] != "cgroup"]))
+    with open("/proc/self/cgroup") as f:
+        mine = f.read()
+    out = ok(bundle, "ls /sys/fs/cgroup; echo ---; cat /proc/self/mountinfo", no_cgroupns=True)
+    names, info = out.split("---\n")
+    m = mountinfo_lines(info)
+    if m["/sys/fs/cgroup"][1] == "cgroup2":
+        return  # a unified host: one cgroup2 bind
+    assert "memory" in names.split()
+    # the bind shows this process's own cgroup directory as the mount's root
+    own = [l.split(":", 2)[2] for l in mine.splitlines() if l.split(":")[1] == "memory"][0]
+    line = [l for l in info.splitlines() if l.split()[4] == "/sys/fs/cgroup/memory"][0]
+    assert line.split()[3] == own and line.split()[5].startswith("ro,nosuid,nodev,noexec")
