@@ -258,3 +258,30 @@ print(f"{(time.perf_counter() - t1) * 1000:.2f}")
     out = run_secured(_process(), {"seccomp": seccomp}, argv=_sh("unshare -m true || echo refused"),
                       cache_dir=cache)
     assert out.returncode == 0 and "refused" in out.stdout, out.stderr
+
+
+def test_program_cache_ignores_foreign_or_open_files(tmpdir_root):
+    from corral.oci.linux import seccomp as sc
+    cache = os.path.join(tmpdir_root, "cache")
+    cfg = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [_mkdir_rule()]}
+    sc.preload()
+    sc._prepared.clear()
+    good = sc.prepare(cfg, cache)
+    [name] = os.listdir(cache)
+    path = os.path.join(cache, name)
+    with open(path, "rb") as f:
+        data = f.read()
+    allow_all = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # ret SECCOMP_RET_ALLOW
+    # a file whose stored key differs (e.g. a crc collision) is not used
+    assert b"corral-seccomp-1" in data
+    with open(path, "wb") as f:
+        f.write(data.replace(b"corral-seccomp-1", b"corral-seccomp-0")[:-8] + allow_all)
+    sc._prepared.clear()
+    assert sc.prepare(cfg, cache).code == good.code
+    # a cache directory others can write is not read
+    os.chmod(cache, 0o777)
+    with open(path, "wb") as f:
+        f.write(data[:-8] + allow_all)
+    sc._prepared.clear()
+    assert sc.prepare(cfg, cache).code == good.code
+    sc._prepared.clear()

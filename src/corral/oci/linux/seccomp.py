@@ -295,16 +295,28 @@ def _read_cached(path, key):
     return code
 
 
+def _cache_dir_is_private(cache_dir):
+    """Only a directory that nobody but its owner (us) can write may feed programs to us."""
+    try:
+        st = os.stat(cache_dir)
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def _write_cached(cache_dir, path, key, code):
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "wb") as f:
             f.write(len(key).to_bytes(8, "little") + key + code)
         os.rename(tmp, path)
     except OSError:
-        pass  # a cache that cannot be written only costs time
+        try:  # a cache that cannot be written only costs time
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def prepare(cfg, cache_dir=None):
@@ -322,7 +334,7 @@ def prepare(cfg, cache_dir=None):
     if program is not None:
         return program
     path = os.path.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key)}.bpf") if cache_dir else None
-    code = _read_cached(path, key) if path else None
+    code = _read_cached(path, key) if path and _cache_dir_is_private(cache_dir) else None
     if code is not None:
         program = Program(code, _flags(cfg))
     else:
