@@ -224,3 +224,18 @@ def test_mount_all_cleans_up_on_failure(root):
         mount_all([Mount("bind", src, ["rbind", "rw"]), bad], target)
     assert mounts_under(root) == []
     unmount_all(target)  # nothing mounted: no error
+
+
+def test_stale_directory_from_a_crash_is_replaced(root):
+    sn = OverlaySnapshotter(os.path.join(root, "sn"))
+    try:
+        # A crash between the rename and the commit leaves snapshots/1 with no row.
+        os.makedirs(os.path.join(sn.root, "snapshots", "1", "fs", "junk"))
+        m = sn.prepare("a", "")
+        assert m[0].source.endswith("/snapshots/1/fs")
+        assert os.listdir(m[0].source) == []
+        os.makedirs(os.path.join(sn.root, "snapshots", "rm-9"))
+        sn.cleanup()
+        assert os.listdir(os.path.join(sn.root, "snapshots")) == ["1"]
+    finally:
+        sn.close()

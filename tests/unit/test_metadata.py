@@ -194,3 +194,27 @@ def test_concurrent_threads(db):
     assert not errors
     assert len(db.list_images("default")) == 150
     assert len(db.list_content("default")) == 1
+
+
+PROC_SCRIPT = r"""
+import sys
+from corral.metadata.db import MetadataDB
+from corral.metadata.types import Image, Descriptor
+db = MetadataDB(sys.argv[1])
+for i in range(30):
+    with db.transaction():
+        db.create_image("default", Image(f"p{sys.argv[2]}-{i}", Descriptor("m", "sha256:" + "3" * 64, i)))
+"""
+
+
+def test_concurrent_processes(dbdir):
+    import subprocess
+    import sys
+    path = os.path.join(dbdir, "shared.db")
+    procs = [subprocess.Popen([sys.executable, "-c", PROC_SCRIPT, path, str(p)]) for p in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    db = MetadataDB(path)
+    try:
+        assert len(db.list_images("default")) == 120
+    finally:
+        db.close()

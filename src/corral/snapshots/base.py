@@ -204,8 +204,13 @@ class Snapshotter:
                 tmp = os.path.join(self._snapshots, f"new-{uuid.uuid4().hex[:12]}")
                 os.mkdir(tmp, 0o700)
                 self._make_dirs(tmp, kind, parent_ids)
-                os.rename(tmp, self._dir(sid))
-                tmp = None
+                final = self._dir(sid)
+                if os.path.lexists(final):
+                    # Left by a crash after a rename whose transaction never committed: the
+                    # database (we hold its write lock) says this id is free.
+                    shutil.rmtree(final)
+                os.rename(tmp, final)
+                tmp = final
                 mounts = self._mounts(sid, kind, parent_ids)
                 self._db.execute("COMMIT")
                 return mounts
