@@ -111,3 +111,15 @@ def test_build_refuses_to_load_libseccomp_itself():
             "except RuntimeFailure as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "before entering the container's rootfs" in out.stdout, out.stdout + out.stderr
+
+
+def test_user_lookup_never_guesses_root():
+    from corral.oci.linux import user
+    passwd = "root:x:0:0:root:/root:/bin/sh\nodd:x:abc:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+    group = "root:x:0:\nweird:x:zz:app\nextra:x:2000:app,other\n"
+    assert user.resolve("app", passwd, group) == (1000, 1000, [2000], "/home/app")
+    with pytest.raises(RuntimeFailure, match="odd"):
+        user.resolve("odd", passwd, group)
+    with pytest.raises(RuntimeFailure, match="weird"):
+        user.resolve("app:weird", passwd, group)
+    assert user.resolve("", passwd, group) == (0, 0, [], "/")

@@ -67,14 +67,15 @@ def resolve(user_arg, passwd_text, group_text):
     Returns (uid, gid, supplementary gids, home). A name that is not in the files is an error;
     a number need not be there."""
     user_part, _, group_part = (user_arg or "").partition(":")
-    users = _parse(passwd_text, 7)
-    groups = _parse(group_text, 4)
+    # rows with a non-numeric id are skipped: never guess (it would mean root)
+    users = [u for u in _parse(passwd_text, 7) if _num(u[2]) is not None and _num(u[3]) is not None]
+    groups = [g for g in _parse(group_text, 4) if _num(g[2]) is not None]
     uid, gid, home, matched = 0, 0, "/", None
     if user_part:
         want = _num(user_part)
         for u in users:
             if (want is not None and _num(u[2]) == want) or (want is None and u[0] == user_part):
-                uid, gid, home, matched = _num(u[2]) or 0, _num(u[3]) or 0, u[5] or "/", u[0]
+                uid, gid, home, matched = _num(u[2]), _num(u[3]), u[5] or "/", u[0]
                 break
         else:
             if want is None:
@@ -89,14 +90,13 @@ def resolve(user_arg, passwd_text, group_text):
         else:
             for g in groups:
                 if g[0] == group_part:
-                    gid = _num(g[2]) or 0
+                    gid = _num(g[2])
                     break
             else:
                 raise RuntimeFailure(f"group {group_part!r} is not in the container's /etc/group: "
                                      "give a known name or a numeric gid")
     elif matched:
-        sgids = [_num(g[2]) for g in groups
-                 if matched in g[3].split(",") and _num(g[2]) is not None]
+        sgids = [_num(g[2]) for g in groups if matched in g[3].split(",")]
     return uid, gid, sgids, home
 
 
