@@ -66,8 +66,46 @@ class Corrald:
         self.proc = None
         return rc
 
+    def shim_pids(self):
+        """PIDs of shims started for this daemon (their command line names our socket)."""
+        pids = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if self.sock.encode() in args and any(b"containerd-shim" in a for a in args[:1]):
+                pids.append(int(pid))
+        return pids
+
+    def remove_tasks(self):
+        """Kill and delete every task and container, in every namespace."""
+        for ns in self.ctr("namespaces", "ls", "-q", check=False).stdout.split():
+            for cid in self.ctr("tasks", "ls", "-q", check=False, namespace=ns).stdout.split():
+                self.ctr("tasks", "kill", "-a", "-s", "SIGKILL", cid, check=False, namespace=ns)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if self.ctr("tasks", "delete", cid, check=False, namespace=ns).returncode == 0:
+                        break
+                    time.sleep(0.1)
+            for cid in self.ctr("containers", "ls", "-q", check=False, namespace=ns).stdout.split():
+                self.ctr("containers", "rm", cid, check=False, namespace=ns)
+
     def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.remove_tasks()
         self.stop()
+        # shims (and so their containers) of a daemon that could not clean up
+        for pid in self.shim_pids():
+            try:
+                for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
+                    os.kill(int(child), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         # mounts left under our dirs (snapshots, task rootfs), deepest first
         with open("/proc/self/mountinfo") as f:
             points = [line.split()[4] for line in f]

@@ -1,0 +1,144 @@
+"""Containers run through corrald with the real ctr 1.6: ctr run, tasks commands, events,
+and containers surviving a daemon restart or kill -9. Shim: containerd-shim-runc-v2."""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.helpers.corrald import Corrald
+
+IMAGE = "docker.io/library/busybox:latest"
+
+pytestmark = [pytest.mark.interop,
+              pytest.mark.skipif(shutil.which("ctr") is None or shutil.which("containerd-shim-runc-v2") is None,
+                                 reason="ctr and containerd-shim-runc-v2 (containerd package) are needed")]
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    from corral.busybox import make_oci_archive
+    d = Corrald()
+    try:
+        d.start()
+        path = os.path.join(d.dir, "busybox.tar")
+        make_oci_archive(path, IMAGE)
+        d.ctr("images", "import", path)
+        yield d
+    finally:
+        d.cleanup()
+
+
+def uid(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_status(d, cid, status, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in d.ctr("tasks", "ls").stdout.splitlines()[1:]:
+            parts = line.split()
+            if parts and parts[0] == cid and parts[-1] == status:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"task {cid} did not reach {status}: {d.ctr('tasks', 'ls').stdout}")
+
+
+def test_run_rm_output_and_exit_code(daemon):
+    cid = uid("rm")
+    res = daemon.ctr("run", "--rm", IMAGE, cid, "sh", "-c", "echo hello from corrald; exit 3", check=False)
+    assert res.stdout == "hello from corrald\n", res.stderr
+    assert res.returncode == 3
+    assert cid not in daemon.ctr("containers", "ls", "-q").stdout.split()
+    assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
+
+
+def test_run_detached_and_task_commands(daemon):
+    cid = uid("d")
+    daemon.ctr("run", "-d", IMAGE, cid, "sleep", "1000")
+    try:
+        wait_status(daemon, cid, "RUNNING")
+        pid = int([l.split()[1] for l in daemon.ctr("tasks", "ls").stdout.splitlines() if l.startswith(cid)][0])
+        assert os.path.exists(f"/proc/{pid}")
+        assert str(pid) in daemon.ctr("tasks", "ps", cid).stdout
+        ex = daemon.ctr("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo in-container; exit 4", check=False)
+        assert ex.stdout == "in-container\n" and ex.returncode == 4
+        daemon.ctr("tasks", "pause", cid)
+        wait_status(daemon, cid, "PAUSED")
+        daemon.ctr("tasks", "resume", cid)
+        wait_status(daemon, cid, "RUNNING")
+        metrics = daemon.ctr("tasks", "metrics", cid).stdout
+        assert cid in metrics
+        busy = daemon.ctr("tasks", "delete", cid, check=False)
+        assert busy.returncode != 0 and "stopped" in busy.stderr
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_status(daemon, cid, "STOPPED")
+        daemon.ctr("tasks", "delete", cid)
+        assert not os.path.exists(f"/proc/{pid}")
+        assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
+    finally:
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+        daemon.ctr("tasks", "delete", "-f", cid, check=False)
+        daemon.ctr("containers", "rm", cid, check=False)
+    assert not any(cid in l for l in open("/proc/self/mountinfo"))
+
+
+def test_task_events(daemon, tmp_path):
+    cid = uid("ev")
+    out = open(tmp_path / "events.txt", "w+")
+    proc = subprocess.Popen(["ctr", "--address", daemon.sock, "events"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        daemon.ctr("run", "--rm", IMAGE, cid, "true")
+        deadline = time.monotonic() + 10
+        text = ""
+        while time.monotonic() < deadline:
+            out.seek(0)
+            text = out.read()
+            if "/tasks/delete" in text and "/containers/delete" in text:
+                break
+            time.sleep(0.1)
+        # "<date> <time> +0000 UTC <namespace> <topic> <event>"
+        topics = [line.split()[5] for line in text.splitlines() if cid in line and len(line.split()) > 5]
+        for t in ("/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete",
+                  "/containers/delete"):
+            assert t in topics, text
+        assert topics.index("/tasks/create") < topics.index("/tasks/start") < topics.index("/tasks/exit")
+    finally:
+        proc.kill()
+        proc.wait(5)
+        out.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_containers_survive_daemon_restart(daemon, how):
+    cid = uid("keep")
+    quick = uid("quick")
+    daemon.ctr("run", "-d", IMAGE, cid, "sleep", "1000")
+    daemon.ctr("run", "-d", IMAGE, quick, "sh", "-c", "sleep 1; exit 5")
+    try:
+        wait_status(daemon, cid, "RUNNING")
+        pid = int([l.split()[1] for l in daemon.ctr("tasks", "ls").stdout.splitlines() if l.startswith(cid)][0])
+        daemon.stop(getattr(signal, how))
+        time.sleep(1.5)  # `quick` exits while the daemon is down
+        assert os.path.exists(f"/proc/{pid}"), "the container must outlive the daemon"
+        daemon.start()
+        wait_status(daemon, cid, "RUNNING")
+        assert daemon.ctr("containers", "info", cid).returncode == 0
+        ex = daemon.ctr("tasks", "exec", "--exec-id", "after", cid, "echo", "still here")
+        assert ex.stdout == "still here\n"
+        wait_status(daemon, quick, "STOPPED")
+        res = daemon.ctr("tasks", "delete", quick)
+        assert "5" in res.stdout or res.returncode == 0
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_status(daemon, cid, "STOPPED")
+        daemon.ctr("tasks", "delete", cid)
+    finally:
+        for c in (cid, quick):
+            daemon.ctr("tasks", "kill", "-s", "SIGKILL", c, check=False)
+            daemon.ctr("tasks", "delete", "-f", c, check=False)
+            daemon.ctr("containers", "rm", c, check=False)
