@@ -122,4 +122,5 @@ def test_user_lookup_never_guesses_root():
         user.resolve("odd", passwd, group)
     with pytest.raises(RuntimeFailure, match="weird"):
         user.resolve("app:weird", passwd, group)
-    assert user.resolve("", passwd, group) == (0, 0, [], "/")
+    assert user.resolve("", passwd, group) == (0, 0, [], "/root")
+    assert user.resolve("4321", passwd, group) == (4321, 0, [], "/")

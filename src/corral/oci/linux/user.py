@@ -70,18 +70,16 @@ def resolve(user_arg, passwd_text, group_text):
     # rows with a non-numeric id are skipped: never guess (it would mean root)
     users = [u for u in _parse(passwd_text, 7) if _num(u[2]) is not None and _num(u[3]) is not None]
     groups = [g for g in _parse(group_text, 4) if _num(g[2]) is not None]
-    uid, gid, home, matched = 0, 0, "/", None
-    if user_part:
-        want = _num(user_part)
-        for u in users:
-            if (want is not None and _num(u[2]) == want) or (want is None and u[0] == user_part):
-                uid, gid, home, matched = _num(u[2]), _num(u[3]), u[5] or "/", u[0]
-                break
-        else:
-            if want is None:
-                raise RuntimeFailure(f"user {user_part!r} is not in the container's /etc/passwd: "
-                                     "give a known name or a numeric uid")
-            uid = want
+    want = _num(user_part or "0")  # no user named: uid 0, as runc does
+    uid, gid, home, matched = (want or 0), 0, "/", None
+    for u in users:
+        if (want is not None and _num(u[2]) == want) or (want is None and u[0] == user_part):
+            uid, gid, home, matched = _num(u[2]), _num(u[3]), u[5] or "/", u[0]
+            break
+    else:
+        if want is None:
+            raise RuntimeFailure(f"user {user_part!r} is not in the container's /etc/passwd: "
+                                 "give a known name or a numeric uid")
     sgids = []
     if group_part:
         want = _num(group_part)
