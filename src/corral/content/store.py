@@ -451,6 +451,11 @@ class Writer:
         except FileExistsError:
             self.abort()
             raise AlreadyExists(f"content {actual}: already exists") from None
+        dfd = os.open(os.path.dirname(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)  # the new name survives a crash, not only the bytes
+        finally:
+            os.close(dfd)
         if labels:
             self._store._write_labels(actual, labels)
         self.abort()  # drops the ingest; the blob keeps its own link
