@@ -274,3 +274,39 @@ def test_exec_user_resolves_through_a_running_containers_root(rootfs):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def _in_own_user_namespace(process):
+    """Fork; in a new user namespace that maps only root and denies setgroups (as a rootless
+    container has), run finalize(); return the child's error text ('' when it worked)."""
+    from corral.oci.linux import syscalls
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        msg = ""
+        try:
+            os.close(r)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            security.finalize(process, {})
+        except BaseException as e:
+            msg = f"{type(e).__name__}: {e}"
+        finally:
+            os.write(w, msg.encode() or b"ok")
+            os._exit(0)
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            return f.read()
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_setgroups_denied_in_a_user_namespace():
+    assert _in_own_user_namespace({"user": {"uid": 0, "gid": 0}}) == "ok"
+    got = _in_own_user_namespace({"user": {"uid": 0, "gid": 0, "additionalGids": [5]}})
+    assert got.startswith("RuntimeFailure") and "setgroups is denied" in got, got
+    got = _in_own_user_namespace({"user": {"uid": 1000, "gid": 0}})
+    assert got.startswith("RuntimeFailure") and "setuid 1000" in got and "mapped" in got, got
