@@ -285,3 +285,10 @@ def test_program_cache_ignores_foreign_or_open_files(tmpdir_root):
     sc._prepared.clear()
     assert sc.prepare(cfg, cache).code == good.code
     sc._prepared.clear()
+
+
+def test_trace_action_without_a_tracer_fails_the_call(tmpdir_root):
+    # with no ptrace tracer attached the kernel fails the syscall with ENOSYS
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [_mkdir_rule("SCMP_ACT_TRACE")]}
+    out = run_secured(_process(), {"seccomp": seccomp}, argv=_sh(f"mkdir {tmpdir_root}/d; echo after"))
+    assert "Function not implemented" in out.stderr and out.stdout.strip() == "after", out.stderr
