@@ -24,7 +24,14 @@ bundle, script, opts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 with open(os.path.join(bundle, "config.json")) as f:
     spec = json.load(f)
 flags = S.CLONE_NEWNS | S.CLONE_NEWPID | S.CLONE_NEWIPC | S.CLONE_NEWNET | S.CLONE_NEWUTS
+if opts.get("userns"):
+    # map root to itself only: inside, mknod is not allowed and host mount flags are locked
+    flags |= S.CLONE_NEWUSER
 S.unshare(flags if opts.get("no_cgroupns") else flags | S.CLONE_NEWCGROUP)
+if opts.get("userns"):
+    for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
+        with open("/proc/self/" + name, "w") as f:
+            f.write(text)
 pid = os.fork()
 if pid == 0:
     try:
@@ -281,3 +288,21 @@ def test_cgroup_v1_binds_without_cgroupns(bundle):
     own = [l.split(":", 2)[2] for l in mine.splitlines() if l.split(":")[1] == "memory"][0]
     line = [l for l in info.splitlines() if l.split()[4] == "/sys/fs/cgroup/memory"][0]
     assert line.split()[3] == own and line.split()[5].startswith("ro,nosuid,nodev,noexec")
+
+
+def test_user_namespace_binds_devices(bundle):
+    def change(spec):
+        spec["root"]["readonly"] = True
+        spec["mounts"][2]["options"].remove("gid=5")  # gid 5 is not mapped (as runc spec --rootless)
+    rc, out, err = run_setup(bundle, "true", userns=True)
+    assert rc == 3 and "mounts[2]: mounting devpts devpts on /dev/pts failed: Invalid argument" in err
+    edit(bundle, change)
+    out = ok(bundle, "cut -d' ' -f5,6 /proc/self/mountinfo; echo ---; ls -l /dev/null /dev/tty; "
+                     "echo hi > /dev/null && echo NULL-OK; touch /x 2>/dev/null || echo ROOT-RO", userns=True)
+    info, rest = out.split("---\n")
+    points = dict(l.split(" ", 1) for l in info.splitlines())
+    for name in ("null", "zero", "full", "random", "urandom", "tty"):
+        assert "/dev/" + name in points  # bound from the host, mknod being refused
+    assert points["/"].startswith("ro") and points["/proc/sys"].startswith("ro")
+    assert rest.splitlines()[-2:] == ["NULL-OK", "ROOT-RO"]
+    assert rest.startswith("crw-rw-rw-")

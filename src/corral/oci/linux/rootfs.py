@@ -98,11 +98,13 @@ def setup(spec, bundle, cgroup_paths, no_pivot=False, before_pivot=None):
     try:
         setup_dev = True
         for i, m in enumerate(spec.get("mounts") or []):
-            where = f"mount {i} ({m.get('destination')})"
             try:
                 _mount(root_fd, rootfs, bundle, m, cgroup_paths or {}, cgroupns)
             except OSError as e:
-                raise RuntimeFailure(f"{where}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from e
+                why = os.strerror(e.errno) if e.errno else str(e)
+                raise RuntimeFailure(f"mounts[{i}]: mounting {m.get('type') or 'bind'} {m.get('source') or ''} "
+                                     f"on {m['destination']} failed: {why}; check its source, type and "
+                                     "options") from e
             if posixpath.normpath(m["destination"]) == "/dev" and mounts.mount_type(m) == "bind":
                 setup_dev = False
         if setup_dev:
