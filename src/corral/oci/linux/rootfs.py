@@ -9,6 +9,7 @@ Every destination is resolved inside the rootfs (paths.open_in_root) and mounted
 make a mount land outside the rootfs.
 """
 
+import errno
 import os
 import posixpath
 import stat
@@ -195,7 +196,13 @@ def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
     else:
         # proc and sysfs must land on a real directory, never through a symlink
         nofollow = typ in ("proc", "sysfs")
-        fd = paths.open_in_root(root_fd, dest, create="dir", nofollow=nofollow)
+        try:
+            fd = paths.open_in_root(root_fd, dest, create="dir", nofollow=nofollow)
+        except OSError as e:
+            if nofollow and e.errno == errno.ELOOP:
+                raise RuntimeFailure(f"{typ} must be mounted on a real directory, but {dest} is a "
+                                     "symlink in the rootfs") from None
+            raise
         try:
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise RuntimeFailure(f"mount {dest}: destination is not a directory")
