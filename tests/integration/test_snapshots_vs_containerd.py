@@ -1,4 +1,4 @@
-"""Our overlay snapshotter's mount specs against real containerd's for the same chain of
+"""Our overlay and native snapshotters' mount specs against real containerd's for the same chain of
 operations (ctr snapshots prepare/commit/view/mounts on a private containerd)."""
 
 import os
@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from corral.snapshots.native import NativeSnapshotter
 from corral.snapshots.overlay import OverlaySnapshotter
 
 pytestmark = [
@@ -30,22 +31,23 @@ def ours_as_command(mounts, target):
     return "\n".join(f"mount -t {m.type} {m.source} {target} -o {','.join(m.options)}" for m in mounts)
 
 
-def test_same_mounts_as_containerd(ctrd, tmpdir_root):
-    sn = OverlaySnapshotter(os.path.join(tmpdir_root, "ov"))
-    theirs_root = os.path.join(ctrd.dir, "root", "io.containerd.snapshotter.v1.overlayfs")
+@pytest.mark.parametrize("name", ["overlayfs", "native"])
+def test_same_mounts_as_containerd(ctrd, tmpdir_root, name):
+    sn = (OverlaySnapshotter if name == "overlayfs" else NativeSnapshotter)(os.path.join(tmpdir_root, "sn"))
+    theirs_root = os.path.join(ctrd.dir, "root", f"io.containerd.snapshotter.v1.{name}")
     target = "/target"
     steps = [("prepare", "a", ""), ("commit", "A", "a"), ("prepare", "b", "A"), ("commit", "B", "b"),
              ("prepare", "c", "B"), ("view", "v1", "A"), ("view", "v2", "B"), ("view", "v0", "")]
     try:
         for op, key, arg in steps:
             if op == "commit":
-                ctrd.ctr("snapshots", "--snapshotter", "overlayfs", "commit", key, arg)
+                ctrd.ctr("snapshots", "--snapshotter", name, "commit", key, arg)
                 sn.commit(key, arg)
                 continue
             args = [key] + ([arg] if arg else [])
-            ctrd.ctr("snapshots", "--snapshotter", "overlayfs", op, *args)
+            ctrd.ctr("snapshots", "--snapshotter", name, op, *args)
             (sn.prepare if op == "prepare" else sn.view)(key, arg)
-            theirs = ctrd.ctr("snapshots", "--snapshotter", "overlayfs", "mounts", target, key).stdout.strip()
+            theirs = ctrd.ctr("snapshots", "--snapshotter", name, "mounts", target, key).stdout.strip()
             ours = ours_as_command(sn.mounts(key), target)
             assert ours.replace(sn.root, "<root>") == theirs.replace(theirs_root, "<root>"), (op, key)
     finally:

@@ -161,8 +161,8 @@ class Snapshotter:
     def usage(self, key):
         with self._lock:
             sid, kind, _, _, _, _, size, inodes = self._row(key)
-        if kind == Kind.COMMITTED:
-            return Usage(size, inodes)
+        if kind != Kind.ACTIVE:
+            return Usage(size, inodes)  # measured at commit; views use nothing of their own
         return disk_usage(self._fs(sid))
 
     def mounts(self, key):
