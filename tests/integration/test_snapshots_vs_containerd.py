@@ -52,3 +52,32 @@ def test_same_mounts_as_containerd(ctrd, tmpdir_root, name):
             assert ours.replace(sn.root, "<root>") == theirs.replace(theirs_root, "<root>"), (op, key)
     finally:
         sn.close()
+
+
+def test_same_usage_as_containerd(ctrd, tmpdir_root):
+    sn = OverlaySnapshotter(os.path.join(tmpdir_root, "sn"))
+    theirs_root = os.path.join(ctrd.dir, "root", "io.containerd.snapshotter.v1.overlayfs")
+    try:
+        ctrd.ctr("snapshots", "prepare", "a")
+        ours = sn.prepare("a", "")[0].source
+        theirs = os.path.join(theirs_root, "snapshots", "1", "fs")
+        for upper in (ours, theirs):
+            os.makedirs(f"{upper}/d/e")
+            with open(f"{upper}/d/big", "wb") as f:
+                f.write(b"z" * 300_000)
+            with open(f"{upper}/small", "w") as f:
+                f.write("s")
+            os.link(f"{upper}/small", f"{upper}/d/small-link")
+        for stage in ("active", "committed"):
+            key = "a" if stage == "active" else "A"
+            out = ctrd.ctr("snapshots", "usage", key).stdout.splitlines()[1].split()
+            u = sn.usage(key)
+            assert int(out[-1]) == u.inodes, stage
+            size, unit = float(out[1]), out[2]
+            scale = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2}[unit]
+            assert abs(size * scale - u.size) <= 0.05 * scale + 1, (stage, out, u)
+            if stage == "active":
+                ctrd.ctr("snapshots", "commit", "A", "a")
+                sn.commit("A", "a")
+    finally:
+        sn.close()
