@@ -124,3 +124,12 @@ def test_user_lookup_never_guesses_root():
         user.resolve("app:weird", passwd, group)
     assert user.resolve("", passwd, group) == (0, 0, [], "/root")
     assert user.resolve("4321", passwd, group) == (4321, 0, [], "/")
+
+
+def test_validate_process_prepares_the_containers_seccomp_for_exec():
+    code = ("import sys; from corral.oci.linux import security, seccomp\n"
+            "security.validate_process({'args': ['sh']}, {'seccomp': {'defaultAction': 'SCMP_ACT_ALLOW', "
+            "'syscalls': [{'names': ['mkdir'], 'action': 'SCMP_ACT_ERRNO'}]}})\n"
+            "print(len(seccomp._prepared))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "1", out.stdout + out.stderr

@@ -1,8 +1,11 @@
 """The container process's security setup, in the order runc uses.
 
-    validate(spec)               parent, before anything is created (loads libseccomp when
-                                 the config has seccomp; a re-executed init calls
-                                 preload(spec) itself before it enters the rootfs)
+    validate(spec, cache_dir=None)
+                                 parent, before anything is created; with seccomp it also
+                                 builds the program on the host (preload), cached on disk
+                                 under cache_dir (root-only, e.g. <runtime root>/seccomp-cache)
+    validate_process(process, linux, cache_dir=None)
+                                 the same for an `exec` process (before joining namespaces)
     apply_rlimits(process)       container init, early
     last = finalize(process, linux)
                                  container init, after the rootfs is set up (uid 0, all caps)
@@ -10,7 +13,8 @@
     set_oom_score_adj(pid, n)    parent
 
 finalize() is used for `exec` processes too. pyseccomp is imported only for configs that
-have linux.seccomp, and only on the host (never from inside a container's rootfs).
+have linux.seccomp, and only on the host (never from inside a container's rootfs): an init
+that is not forked from the validating process calls preload(spec) before it enters the rootfs.
 """
 
 import ctypes
@@ -21,14 +25,12 @@ from corral.oci.linux import capabilities, lsm, rlimits, syscalls, user
 
 
 def validate(spec, cache_dir=None):
-    """Refuse a bad config with one line; then preload(spec, cache_dir)."""
-    process = spec.get("process") or {}
+    """Refuse a bad config with one line; then preload what finalize() needs."""
     linux = spec.get("linux") or {}
-    validate_process(process, linux)
     if linux.get("seccomp") is not None:
         from corral.oci.linux import seccomp
         seccomp.validate(linux["seccomp"])
-    preload(spec, cache_dir)
+    validate_process(spec.get("process") or {}, linux, cache_dir)
 
 
 def preload(spec, cache_dir=None):
@@ -40,8 +42,9 @@ def preload(spec, cache_dir=None):
         seccomp.prepare(cfg, cache_dir)
 
 
-def validate_process(process, linux=None):
-    """The process-level checks (also for `exec --process` files)."""
+def validate_process(process, linux=None, cache_dir=None):
+    """The process-level checks (also for `exec` processes); then, as the process will run
+    under the container's linux.seccomp, preload({"linux": linux}, cache_dir)."""
     caps = process.get("capabilities") or {}
     if not isinstance(caps, dict):
         raise RuntimeFailure("process.capabilities in config.json must be an object of lists")
@@ -62,6 +65,7 @@ def validate_process(process, linux=None):
         raise RuntimeFailure(f"process.oomScoreAdj {adj!r} in config.json is out of range: "
                              "want -1000 to 1000")
     lsm.validate(process, linux)
+    preload({"linux": linux or {}}, cache_dir)
 
 
 def apply_rlimits(process):
