@@ -223,3 +223,16 @@ def test_sha512_and_bad_digests(store):
     for bad in ("sha256:abc", "md5:" + "0" * 32, "nope", "sha256:" + "G" * 64):
         with pytest.raises(InvalidArgument):
             store.info(bad)
+
+
+def test_failed_resume_keeps_partial_and_new_failure_leaves_nothing(store):
+    w = store.writer("keep", total=10)
+    w.write(b"12345")
+    w.close()
+    with pytest.raises(Exception, match="differs"):
+        store.writer("keep", total=99)
+    assert store.status("keep").offset == 5
+    store.abort("keep")
+    with pytest.raises(InvalidArgument):
+        store.writer("fresh", expected="sha256:short")
+    assert os.listdir(os.path.join(store.root, "ingest")) == []

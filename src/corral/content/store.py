@@ -264,6 +264,8 @@ class ContentStore:
         try:
             return Writer(self, ref, d, lock_fd, total or 0, expected or "")
         except BaseException:
+            if not os.path.exists(os.path.join(d, "data")):
+                self._remove_ingest(d)  # a new ingest that never started: leave nothing
             os.close(lock_fd)
             raise
 
