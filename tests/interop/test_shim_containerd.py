@@ -1,0 +1,273 @@
+"""Real containerd 1.6 runs containers through containerd-shim-corral-v2, driven by real `ctr`.
+
+The runtime binary is runc by default here (chosen through `--runtime-config-path`, the way
+ctr passes runtime options to shims other than runc's); set CORRAL_SHIM_TEST_BINARY to test
+another runc-compatible binary (corral-runc, crun). CORRAL_SHIM_LOOP sets the load loop's size.
+"""
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers.containerd import Containerd
+from tests.helpers.images import import_busybox
+
+RUNTIME = "io.containerd.corral.v2"
+SHIM = "containerd-shim-corral-v2"
+
+pytestmark = [pytest.mark.interop,
+              pytest.mark.skipif(not shutil.which("containerd") or not shutil.which(SHIM),
+                                 reason="containerd or the corral shim is not installed (scripts/setup.sh)")]
+
+
+@pytest.fixture(scope="module")
+def ctrd():
+    c = Containerd()
+    try:
+        c.start()
+        c.image = import_busybox(c)
+        c.runtime_config = os.path.join(c.dir, "runtime.toml")
+        with open(c.runtime_config, "w") as f:
+            f.write(f'BinaryName = "{os.environ.get("CORRAL_SHIM_TEST_BINARY", "runc")}"\n')
+        yield c
+    finally:
+        c.cleanup()
+        for pid in shim_pids(c):  # a test that failed half-way may leave its shim
+            os.kill(pid, signal.SIGKILL)
+
+
+def shim_pids(ctrd):
+    """Our shims serving this containerd (matched by the daemon address in their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(SHIM.encode()) for a in argv[:2]) and ctrd.sock.encode() in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def run(ctrd, *args, check=True, timeout=60):
+    return ctrd.ctr("run", "--runtime", RUNTIME, "--runtime-config-path", ctrd.runtime_config, *args,
+                    check=check, timeout=timeout)
+
+
+def task_status(ctrd, cid):
+    for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:]:
+        parts = line.split()
+        if parts and parts[0] == cid:
+            return parts[2]
+    return None
+
+
+def wait_for(cond, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def remove(ctrd, cid):
+    ctrd.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+    ctrd.ctr("tasks", "delete", "--force", cid, check=False)
+    ctrd.ctr("containers", "delete", cid, check=False)
+
+
+def mounts_below(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+def test_run_rm_output_and_exit_code(ctrd, cid):
+    res = run(ctrd, "--rm", ctrd.image, cid, "echo", "hello from the corral shim")
+    assert res.stdout == "hello from the corral shim\n"
+    res = run(ctrd, "--rm", ctrd.image, cid + "b", "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
+    assert res.returncode == 7, res.stderr
+    assert res.stdout == "out\n" and "err" in res.stderr
+    assert ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+    wait_for(lambda: not shim_pids(ctrd), "the shims to exit")
+
+
+def test_run_with_stdin(ctrd, cid):
+    res = ctrd.ctr("run", "--rm", "--runtime", RUNTIME, "--runtime-config-path", ctrd.runtime_config,
+                   ctrd.image, cid, "sh", "-c", "head -n1 | tr a-z A-Z", input="shout\nmore\n", timeout=60)
+    assert res.stdout == "SHOUT\n", res.stderr
+
+
+def test_detached_lifecycle(ctrd, cid):
+    run(ctrd, "-d", ctrd.image, cid, "sleep", "1000")
+    try:
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING")
+        res = ctrd.ctr("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo exec-ok; exit 3", check=False)
+        assert (res.stdout, res.returncode) == ("exec-ok\n", 3), res.stderr
+        ctrd.ctr("tasks", "exec", "-d", "--exec-id", "e2", cid, "sleep", "500")
+        ps = ctrd.ctr("tasks", "ps", cid).stdout.splitlines()
+        assert ps[0].split()[0] == "PID" and len(ps) == 3, ps
+        assert any("e2" in line for line in ps), ps  # exec processes carry their exec id
+        ctrd.ctr("tasks", "pause", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "PAUSED", "PAUSED")
+        ctrd.ctr("tasks", "resume", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING again")
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", cid)  # sleep as pid 1 ignores SIGTERM
+        wait_for(lambda: task_status(ctrd, cid) == "STOPPED", "STOPPED")
+        ctrd.ctr("tasks", "delete", cid)
+        assert task_status(ctrd, cid) is None
+    finally:
+        remove(ctrd, cid)
+    wait_for(lambda: not shim_pids(ctrd), "the shim to exit")
+    assert mounts_below(ctrd.dir) == []
+
+
+def test_events_in_order(ctrd, cid):
+    events = subprocess.Popen(["ctr", "--address", ctrd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        run(ctrd, "-d", ctrd.image, cid, "sleep", "1000")
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING")
+        ctrd.ctr("tasks", "exec", "--exec-id", "x1", cid, "true")
+        ctrd.ctr("tasks", "pause", cid)
+        ctrd.ctr("tasks", "resume", cid)
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "STOPPED", "STOPPED")
+        ctrd.ctr("tasks", "delete", cid)
+        time.sleep(0.5)
+    finally:
+        events.terminate()
+        out = events.communicate(timeout=10)[0]
+        remove(ctrd, cid)
+    # lines: <date> <time> +0000 UTC <namespace> <topic> <event json>
+    topics = [w for line in out.splitlines() if cid in line for w in line.split()[:6] if w.startswith("/tasks/")]
+    assert topics == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                      "/tasks/exit", "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"], out
+
+
+def test_log_uris(ctrd, cid, tmpdir_root):
+    log = os.path.join(tmpdir_root, "out.log")
+    run(ctrd, "--rm", "--log-uri", "file://" + log, ctrd.image, cid, "sh", "-c", "echo to-file; echo e >&2")
+    with open(log) as f:
+        assert sorted(f.read().split()) == ["e", "to-file"]
+    # binary://: the driver gets stdout on fd 3 and stderr on fd 4, closes fd 5 when ready
+    driver = os.path.join(tmpdir_root, "driver.sh")
+    out = os.path.join(tmpdir_root, "driver.out")
+    with open(driver, "w") as f:
+        f.write(f"#!/bin/sh\nexec 5>&-\ncat <&3 >{out}.1 & cat <&4 >{out}.2 & wait\n"
+                f'echo "$CONTAINER_ID $CONTAINER_NAMESPACE $*" >{out}.env\n')
+    os.chmod(driver, 0o755)
+    run(ctrd, "--rm", "--log-uri", f"binary://{driver}?flag=v", ctrd.image, cid + "b", "sh", "-c",
+        "echo to-driver; echo e2 >&2")
+    wait_for(lambda: os.path.exists(out + ".env"), "the log driver to finish")
+    assert open(out + ".1").read() == "to-driver\n" and open(out + ".2").read() == "e2\n"
+    assert open(out + ".env").read().split() == [cid + "b", "default", "flag", "v"]
+
+
+def test_terminal(ctrd, cid):
+    """ctr run -t needs a terminal on its own stdin: give it a pty."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["ctr", "--address", ctrd.sock, "run", "--rm", "-t", "--runtime", RUNTIME,
+                             "--runtime-config-path", ctrd.runtime_config, ctrd.image, cid,
+                             "sh", "-c", "stty size; tty; exit 5"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        assert proc.wait(timeout=10) == 5, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        remove(ctrd, cid)
+    assert b"/dev/pts/" in out, out
+
+
+def test_grouping_by_sandbox_annotation(ctrd, cid):
+    ids = [cid + "a", cid + "b"]
+    try:
+        for i in ids:
+            run(ctrd, "-d", "--annotation", f"io.kubernetes.cri.sandbox-id={cid}", ctrd.image, i, "sleep", "1000")
+        for i in ids:
+            wait_for(lambda: task_status(ctrd, i) == "RUNNING", "RUNNING")
+        assert len(shim_pids(ctrd)) == 1
+        res = ctrd.ctr("tasks", "exec", "--exec-id", "g", ids[1], "echo", "grouped")
+        assert res.stdout == "grouped\n"
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", ids[0])
+        wait_for(lambda: task_status(ctrd, ids[0]) == "STOPPED", "STOPPED")
+        ctrd.ctr("tasks", "delete", ids[0])
+        assert task_status(ctrd, ids[1]) == "RUNNING" and len(shim_pids(ctrd)) == 1
+    finally:
+        for i in ids:
+            remove(ctrd, i)
+    wait_for(lambda: not shim_pids(ctrd), "the group's shim to exit")
+
+
+def test_containerd_restart_keeps_containers(ctrd, cid):
+    run(ctrd, "-d", ctrd.image, cid, "sleep", "1000")
+    try:
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING")
+        shims = shim_pids(ctrd)
+        ctrd.stop()
+        ctrd.start()
+        assert shim_pids(ctrd) == shims
+        assert task_status(ctrd, cid) == "RUNNING"
+        res = ctrd.ctr("tasks", "exec", "--exec-id", "after", cid, "echo", "still-here")
+        assert res.stdout == "still-here\n"
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "STOPPED", "STOPPED")
+        ctrd.ctr("tasks", "delete", cid)
+    finally:
+        remove(ctrd, cid)
+    wait_for(lambda: not shim_pids(ctrd), "the shim to exit")
+
+
+def test_killed_shim_is_cleaned_by_delete(ctrd, cid):
+    run(ctrd, "-d", ctrd.image, cid, "sleep", "1000")
+    try:
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING")
+        (shim,) = shim_pids(ctrd)
+        os.kill(shim, signal.SIGKILL)
+        # containerd notices the closed connection and runs `shim delete`
+        wait_for(lambda: task_status(ctrd, cid) is None, "the task to be cleaned up")
+    finally:
+        remove(ctrd, cid)
+    assert mounts_below(ctrd.dir) == []
+    wait_for(lambda: not shim_pids(ctrd), "no shim")
+
+
+def test_many_containers_leave_nothing_behind(ctrd, cid):
+    count = int(os.environ.get("CORRAL_SHIM_LOOP", "20"))
+    for i in range(count):
+        res = run(ctrd, "--rm", ctrd.image, f"{cid}-{i}", "sh", "-c", f"echo {i}")
+        assert res.stdout == f"{i}\n"
+    wait_for(lambda: not shim_pids(ctrd), "every shim to exit")
+    assert mounts_below(ctrd.dir) == []
+    assert ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+    zombies = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == ctrd.proc.pid:
+            zombies.append(entry)
+    assert zombies == []
