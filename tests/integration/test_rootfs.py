@@ -181,11 +181,20 @@ def test_symlink_and_dotdot_escapes_stay_inside(bundle, tmpdir_root):
     assert os.listdir(src) == ["marker"]
 
 
-def test_proc_through_symlink_and_mounts_into_proc_refused(bundle):
+def test_proc_through_symlink_and_mounts_into_proc_refused(bundle, tmpdir_root):
+    fake = os.path.join(tmpdir_root, "meminfo")
+    with open(fake, "w") as f:
+        f.write("MemTotal: 1 kB\n")
+    os.symlink("/proc/sys", os.path.join(bundle, "rootfs", "sneaky"))
     edit(bundle, lambda s: s["mounts"].append(
-        {"destination": "/proc/sys/kernel/x", "type": "tmpfs", "source": "tmpfs"}))
-    rc, out, err = run_setup(bundle, "true")
-    assert rc == 3 and "FAILURE:" in err and "/proc" in err
+        {"destination": "/proc/meminfo", "type": "bind", "source": fake, "options": ["bind"]}))
+    assert ok(bundle, "cat /proc/meminfo") == "MemTotal: 1 kB\n"  # as lxcfs does
+    for bad in [{"destination": "/proc/sys/kernel", "type": "tmpfs", "source": "tmpfs"},
+                {"destination": "/sneaky/kernel", "type": "bind", "source": tmpdir_root, "options": ["rbind"]}]:
+        edit(bundle, lambda s: s["mounts"].append(bad))
+        rc, out, err = run_setup(bundle, "true")
+        assert rc == 3 and "FAILURE:" in err and "inside /proc" in err, err
+        edit(bundle, lambda s: s["mounts"].pop())
     rootfs_dir = os.path.join(bundle, "rootfs")
     os.rmdir(os.path.join(rootfs_dir, "proc"))
     os.symlink("/etc", os.path.join(rootfs_dir, "proc"))

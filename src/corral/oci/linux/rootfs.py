@@ -152,7 +152,12 @@ def _mountinfo():
 
 
 def _unescape(s):
-    return s.encode().decode("unicode_escape") if "\\" in s else s
+    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes
+    if "\\" not in s:
+        return s
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        s = s.replace(code, chr(int(code[1:], 8)))
+    return s
 
 
 def _make_parent_private(rootfs):
@@ -188,7 +193,7 @@ def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
     typ = mounts.mount_type(m)
     opts = mounts.parse(m)
     if typ == "bind":
-        _bind(root_fd, bundle, m, opts)
+        _bind(root_fd, rootfs, bundle, m, opts)
     elif typ == "cgroup":
         _mount_cgroup(root_fd, dest, opts, cgroup_paths, cgroupns)
     elif typ == "cgroup2":
@@ -233,19 +238,28 @@ def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
     _finish(root_fd, dest, opts)
 
 
+# files under /proc that a bind may replace (what lxcfs emulates); runc allows the same
+PROC_BIND_OK = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                "/proc/sys/kernel/ns_last_pid"}
+
+
 def _check_proc_dest(rootfs, fd, dest, typ):
     # a mount over something inside the container's /proc could hide or redirect what the
-    # kernel exposes there (runc refuses these too): only proc itself may go on /proc
+    # kernel exposes there: only proc itself goes on /proc, and a few known files under it
     real = paths.real_path(fd)
-    proc = rootfs.rstrip("/") + "/proc"
-    if real == proc and typ == "proc":
+    inner = "/" + real[len(rootfs):].lstrip("/") if paths.inside(real, rootfs) else real
+    if not paths.inside(inner, "/proc"):
         return
-    if paths.inside(real, proc) and real != rootfs:
-        raise RuntimeFailure(f"mount {dest}: destination resolves into /proc ({real[len(rootfs):]}), "
-                             "which is not allowed")
+    if inner == "/proc" and typ == "proc":
+        return
+    if inner in PROC_BIND_OK:
+        return
+    raise RuntimeFailure(f"mount {dest}: the destination resolves to {inner}, inside /proc, "
+                         "where only proc itself may be mounted")
 
 
-def _bind(root_fd, bundle, m, opts):
+def _bind(root_fd, rootfs, bundle, m, opts):
     src = os.path.join(bundle, m["source"])
     dest = m["destination"]
     kind = "dir" if os.path.isdir(src) else "file"
@@ -255,6 +269,7 @@ def _bind(root_fd, bundle, m, opts):
         if is_dir != (kind == "dir"):
             what = "directory" if kind == "dir" else "file"
             raise RuntimeFailure(f"mount {dest}: the source {src} is a {what} but the destination is not")
+        _check_proc_dest(rootfs, fd, dest, "bind")
         S.mount(src, paths.fd_path(fd), None, S.MS_BIND | (opts.flags & S.MS_REC))
     finally:
         os.close(fd)
