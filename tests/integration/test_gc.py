@@ -14,7 +14,7 @@ from corral.metadata.content import NamespacedContentStore
 from corral.metadata.db import MetadataDB
 from corral.metadata.errors import NotFound
 from corral.metadata.snapshots import NamespacedSnapshotter
-from corral.metadata.types import Container, Descriptor, Image, Resource, Runtime
+from corral.metadata.types import Container, Descriptor, Image, Runtime
 from corral.snapshots.overlay import OverlaySnapshotter
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -15,7 +15,6 @@ the same blob exactly one commits and the other gets AlreadyExists (which caller
 success).
 """
 
-import errno
 import fcntl
 import hashlib
 import json
