@@ -40,6 +40,9 @@ if pid == 0:
             before = lambda: open(os.path.join(bundle, "before-pivot-ran"), "w").close()
         rootfs.setup(spec, bundle, opts.get("cgroup_paths") or {}, no_pivot=opts.get("no_pivot", False),
                      before_pivot=before)
+        if opts.get("console"):
+            master, slave = os.openpty()
+            rootfs.mount_console(os.ttyname(slave))
         os.execv("/bin/sh", ["sh", "-c", script])
     except RuntimeFailure as e:
         print("FAILURE:", e, file=sys.stderr)
@@ -315,3 +318,9 @@ def test_user_namespace_binds_devices(bundle):
     assert points["/"].startswith("ro") and points["/proc/sys"].startswith("ro")
     assert rest.splitlines()[-2:] == ["NULL-OK", "ROOT-RO"]
     assert rest.startswith("crw-rw-rw-")
+
+
+def test_console_bind(bundle):
+    out = ok(bundle, "grep -c ' /dev/console ' /proc/self/mountinfo; ls -l /dev/console", console=True)
+    count, line = out.splitlines()
+    assert count == "1" and line.startswith("crw--w----") and "136," in line

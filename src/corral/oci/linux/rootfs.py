@@ -476,3 +476,19 @@ def _mask_path(root_fd, p):
         raise RuntimeFailure(f"masking {p} failed: {e}") from e
     finally:
         os.close(fd)
+
+
+def mount_console(slave_path):
+    """Bind the terminal's pty slave onto the container's /dev/console, as runc does when
+    process.terminal is set. Call it after setup(), inside the new root."""
+    root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = paths.open_in_root(root_fd, "/dev/console", create="file", nofollow=True)
+        try:
+            S.mount(slave_path, _target(fd, "/dev/console"), None, S.MS_BIND)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise RuntimeFailure(f"binding the terminal {slave_path} on /dev/console failed: {e}") from e
+    finally:
+        os.close(root_fd)
