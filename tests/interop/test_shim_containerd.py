@@ -249,7 +249,7 @@ def test_killed_shim_is_cleaned_by_delete(ctrd, cid):
         wait_for(lambda: task_status(ctrd, cid) is None, "the task to be cleaned up")
     finally:
         remove(ctrd, cid)
-    assert mounts_below(ctrd.dir) == []
+    wait_for(lambda: mounts_below(ctrd.dir) == [], "the rootfs to be unmounted")
     wait_for(lambda: not shim_pids(ctrd), "no shim")
 
 
