@@ -101,6 +101,7 @@ class Snapshotter:
         self._db = sqlite3.connect(os.path.join(self.root, "metadata.db"), timeout=30,
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: consistent after a crash
         self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                          "key TEXT NOT NULL UNIQUE, kind INTEGER NOT NULL, parent TEXT NOT NULL "
                          "DEFAULT '', labels TEXT NOT NULL DEFAULT '{}', created INTEGER NOT NULL, "
@@ -124,11 +125,18 @@ class Snapshotter:
         return row
 
     def _parent_ids(self, parent):
-        ids = []
-        while parent:
-            sid, _, parent, *_ = self._row(parent)
-            ids.append(sid)
-        return ids
+        """IDs of `parent` and its ancestors, nearest first (one recursive query)."""
+        if not parent:
+            return []
+        rows = self._db.execute(
+            "WITH RECURSIVE chain(id, parent, depth) AS ("
+            " SELECT id, parent, 0 FROM snapshots WHERE key = ?"
+            " UNION ALL SELECT s.id, s.parent, c.depth + 1 FROM snapshots s"
+            " JOIN chain c ON s.key = c.parent WHERE c.parent != '')"
+            " SELECT id FROM chain ORDER BY depth", (parent,)).fetchall()
+        if not rows:
+            raise NotFound(f"snapshot {parent}: not found ({self.name} snapshotter)")
+        return [r[0] for r in rows]
 
     def _info(self, key, row):
         _, kind, parent, labels, created, updated, *_ = row
