@@ -94,8 +94,8 @@ class Options:
 
 def _kernel_types():
     try:
-        with open("/proc/filesystems") as f:
-            return {line.split()[-1] for line in f if line.strip()}
+        with open("/proc/filesystems", "rb") as f:
+            return {line.split()[-1].decode() for line in f if line.strip()}
     except OSError:
         return set()
 

@@ -142,13 +142,18 @@ def setup(spec, bundle, cgroup_paths, no_pivot=False, before_pivot=None):
 def _mountinfo():
     """(mount point, root, fstype, super options) of every mount this process sees."""
     out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, right = line.split(" - ", 1)
-            fields, rfields = left.split(), right.split()
-            out.append((_unescape(fields[4]), _unescape(fields[3]), rfields[0],
-                        rfields[2].split(",") if len(rfields) > 2 else []))
+    for line in _read_lines("/proc/self/mountinfo"):
+        left, right = line.split(" - ", 1)
+        fields, rfields = left.split(), right.split()
+        out.append((_unescape(fields[4]), _unescape(fields[3]), rfields[0],
+                    rfields[2].split(",") if len(rfields) > 2 else []))
     return out
+
+
+def _read_lines(path):
+    # binary read and a utf-8 decode: a text-mode open costs a codec lookup (~4 ms here)
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "surrogateescape").splitlines()
 
 
 def _unescape(s):
@@ -321,19 +326,17 @@ def _host_cgroup_layout():
 
 def _v1_controller_names():
     try:
-        with open("/proc/cgroups") as f:
-            return {line.split()[0] for line in f if not line.startswith("#")}
+        return {line.split()[0] for line in _read_lines("/proc/cgroups") if line and line[0] != "#"}
     except OSError:
         return set()
 
 
 def _own_cgroup(hierarchy):
     """This process's cgroup in a hierarchy, from /proc/self/cgroup ("" for v2)."""
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _id, ctrls, path = line.rstrip("\n").split(":", 2)
-            if set(ctrls.split(",")) == set(hierarchy) or (not hierarchy and ctrls == ""):
-                return path
+    for line in _read_lines("/proc/self/cgroup"):
+        _id, ctrls, path = line.split(":", 2)
+        if set(ctrls.split(",")) == set(hierarchy) or (not hierarchy and ctrls == ""):
+            return path
     return None
 
 
