@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from corral.metadata.errors import NotFound
+from corral.metadata.errors import FailedPrecondition, NotFound
 
 LABEL_ROOT = "containerd.io/gc.root"
 LABEL_EXPIRE = "containerd.io/gc.expire"
@@ -73,8 +73,13 @@ class Result:
     seconds: float = 0.0
 
 
-def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, now=None):
-    """One mark-and-sweep pass. `snapshotters` maps names ("overlayfs") to backends."""
+def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, orphan_grace=300,
+            now=None):
+    """One mark-and-sweep pass. `snapshotters` maps names ("overlayfs") to backends.
+
+    What this pass unreferences goes at once. Blobs and backend snapshots that no namespace
+    ever referenced are removed only when older than `orphan_grace` seconds: a writer may be
+    between committing one and recording its reference."""
     start = time.monotonic()
     now = now if now is not None else time.time_ns()
     snapshotters = snapshotters or {}
@@ -83,6 +88,7 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, n
         namespaces = [n.name for n in db.list_namespaces()]
         leased_ingests = set()
         marked = set()  # (ns, "content", digest) / (ns, "snapshot", snapshotter, key)
+        swept_snapshots = set()  # (snapshotter, backend name)
         stack = []
 
         def mark(ns, node):
@@ -155,11 +161,16 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, n
             for r in _children_first(doomed):
                 db.delete_snapshot(ns, r.snapshotter, r.key)
                 res.snapshots.append((ns, r.snapshotter, r.key))
+                swept_snapshots.add((r.snapshotter, r.name))
+        swept_digests = {d for _, d in res.content}
+        orphan_before = now - int(orphan_grace * 1_000_000_000)
 
         # Sweep the backends: what no namespace references any more.
         if content_store is not None:
             for info in content_store.list():
-                if not db.content_namespaces(info.digest):
+                # A blob never referenced may be between its commit and its reference.
+                fresh = info.digest not in swept_digests and info.created_at > orphan_before
+                if not fresh and not db.content_namespaces(info.digest):
                     try:
                         content_store.delete(info.digest)
                         res.blobs.append(info.digest)
@@ -176,9 +187,13 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, n
         for name, backend in snapshotters.items():
             live = {r.name for ns in namespaces for r in db.list_snapshots(ns, name)}
             infos = backend.list()
-            doomed = [i for i in infos if i.name not in live]
+            doomed = [i for i in infos if i.name not in live and
+                      ((name, i.name) in swept_snapshots or i.created <= orphan_before)]
             for info in _backend_children_first(doomed):
-                backend.remove(info.name)
+                try:
+                    backend.remove(info.name)
+                except (NotFound, FailedPrecondition):
+                    pass  # gone already, or a fresh child (within the grace) still uses it
     res.seconds = time.monotonic() - start
     return res
 

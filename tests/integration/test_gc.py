@@ -183,3 +183,17 @@ def test_references_in_store_labels_count(stack):
     assert s.gc().blobs == []
     s.db.delete_image("default", "img")
     assert sorted(s.gc().blobs) == sorted([layer, config, manifest])
+
+
+def test_fresh_orphans_kept_for_the_grace_period(stack):
+    """A blob or backend snapshot with no reference yet (a writer between its commit and its
+    reference) survives a pass until it is older than orphan_grace."""
+    s = stack
+    w = s.store.writer("bare")
+    w.write(b"committed on the bare store")
+    d = w.commit()
+    s.backend.prepare("default/x/bare-snap", "")
+    res = s.gc()
+    assert res.blobs == [] and s.store.exists(d) and len(s.backend.list()) == 1
+    res = s.gc(orphan_grace=0)
+    assert res.blobs == [d] and s.backend.list() == []
