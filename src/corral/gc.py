@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from corral.content.store import RefLocked
 from corral.metadata.errors import FailedPrecondition, NotFound
 
 LABEL_ROOT = "containerd.io/gc.root"
@@ -182,8 +183,8 @@ def collect(db, content_store=None, snapshotters=None, ingest_grace=24 * 3600, o
                 try:
                     content_store.abort(st.ref)
                     res.ingests.append(st.ref)
-                except Exception:  # noqa: BLE001 - a writer holds it: it is in use, keep it
-                    pass
+                except (RefLocked, NotFound):
+                    pass  # a writer holds it (it is in use), or it is gone already
         for name, backend in snapshotters.items():
             live = {r.name for ns in namespaces for r in db.list_snapshots(ns, name)}
             infos = backend.list()
