@@ -324,3 +324,22 @@ def test_console_bind(bundle):
     out = ok(bundle, "grep -c ' /dev/console ' /proc/self/mountinfo; ls -l /dev/console", console=True)
     count, line = out.splitlines()
     assert count == "1" and line.startswith("crw--w----") and "136," in line
+
+
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_cgroup2_mount(bundle, cgroupns):
+    def change(spec):
+        spec["mounts"][-1] = {"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
+                              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        if not cgroupns:
+            spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "cgroup"]
+    edit(bundle, change)
+    out = ok(bundle, "cat /proc/self/mountinfo; echo ---; cat /proc/self/cgroup; ls /sys/fs/cgroup",
+             no_cgroupns=not cgroupns)
+    info, rest = out.split("---\n")
+    m = mountinfo_lines(info)
+    assert m["/sys/fs/cgroup"][:2] == ("ro,nosuid,nodev,noexec,relatime", "cgroup2")
+    own = [l.split(":", 2)[2] for l in rest.splitlines() if l.startswith("0::")][0]
+    line = [l for l in info.splitlines() if l.split()[4] == "/sys/fs/cgroup"][0]
+    assert line.split()[3] == own  # the container's own cgroup, not the host's root
+    assert "cgroup.procs" in rest.split()

@@ -391,6 +391,16 @@ def _mount_cgroup(root_fd, dest, opts, cgroup_paths, cgroupns):
         os.close(base)
 
 
+def _own_v2_dir():
+    """This process's cgroup2 directory on the host's cgroup2 mount (unified or hybrid)."""
+    for mp, root, fstype, _o in _mountinfo():
+        if fstype == "cgroup2":
+            own = _own_cgroup([]) or "/"
+            rel = posixpath.relpath(own, root) if paths.inside(own, root) else own.lstrip("/")
+            return posixpath.normpath(posixpath.join(mp, rel))
+    raise RuntimeFailure("a cgroup2 mount was asked for but the host has no cgroup2 hierarchy mounted")
+
+
 def _mount_cgroup2(root_fd, dest, opts, cgroup_paths, cgroupns):
     fd = paths.open_in_root(root_fd, dest, create="dir")
     flags = _DEFAULT_MOUNT_FLAGS | opts.flags
@@ -402,10 +412,7 @@ def _mount_cgroup2(root_fd, dest, opts, cgroup_paths, cgroupns):
             except (PermissionError, OSError) as e:
                 if e.errno not in (1, 16):  # EPERM, EBUSY: fall back to a bind
                     raise
-        host = cgroup_paths.get("") or cgroup_paths.get("unified")
-        if not host:
-            own = _own_cgroup([]) or "/"
-            host = posixpath.normpath(CGROUP_ROOT + "/" + own)
+        host = cgroup_paths.get("") or cgroup_paths.get("unified") or _own_v2_dir()
         S.mount(host, paths.fd_path(fd), None, S.MS_BIND)
     finally:
         os.close(fd)
