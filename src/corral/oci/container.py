@@ -98,6 +98,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
     fifo_fd = -1
     try:
         os.mkfifo(c.fifo_path, 0o622)
+        os.chmod(c.fifo_path, 0o622)  # mkfifo applies the umask; a user namespace's root needs o+w
         fifo_fd = os.open(c.fifo_path, os.O_PATH | os.O_CLOEXEC)
         cgroups = _cgroups()
         if cgroups is not None:

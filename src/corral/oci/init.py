@@ -33,7 +33,12 @@ def recv(sock):
 
 
 def _report_and_exit(sock, exc):
-    msg = str(exc) if isinstance(exc, RuntimeFailure) else f"container set-up failed: {exc!r}"
+    if isinstance(exc, RuntimeFailure):
+        msg = str(exc)
+    elif isinstance(exc, OSError):
+        msg = f"container set-up failed: {exc.args[-1] if len(exc.args) > 1 else exc}"
+    else:
+        msg = f"container set-up failed: {exc!r}"
     try:
         send(sock, t="error", msg=msg)
     except OSError:
@@ -76,7 +81,12 @@ def stage1(sock, setup):
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         namespaces.unshare(namespaces.new_flags(nss, skip=("user",)))
-        namespaces.write_time_offsets(linux.get("timeOffsets"))
+        if linux.get("timeOffsets"):
+            # /proc/self of a non-dumpable task belongs to the host's root, which a new
+            # user namespace does not map: be dumpable just for this write
+            sc.prctl(sc.PR_SET_DUMPABLE, 1)
+            namespaces.write_time_offsets(linux["timeOffsets"])
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
         pid = os.fork()
         if pid == 0:
             init_main(sock, setup)
