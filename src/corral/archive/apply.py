@@ -43,12 +43,15 @@ class Applier:
             raise ValueError(f"unknown apply mode {mode!r}")
         self.target = target
         self.mode = mode
-        self.lowers = list(lowers)
+        # a callable is asked for the lower dirs only when first needed (parallel unpack)
+        self.lowers = lowers if callable(lowers) else list(lowers)
         self.root_fd = os.open(target, _DIR_FLAGS)
         self._cache = None          # (tuple(parts), fd) of the last parent dir resolved
         self._dir_times = []        # (parts, mtime) set at the end: children change dir mtimes
         self._written = set()       # paths this layer wrote (a native opaque dir keeps them)
         self.is_root = os.geteuid() == 0
+        self.count = 0
+        self.root_entry = False     # the layer set the root directory's own metadata
 
     def close(self):
         self._drop_cache()
@@ -66,6 +69,8 @@ class Applier:
     def _lower_lookup(self, parts):
         """lstat of `parts` in the topmost lower that has it (stops at whiteouts), or None.
         Refuses a lower path that goes through a symlink."""
+        if callable(self.lowers):
+            self.lowers = list(self.lowers())
         for lower in self.lowers:
             path = lower
             for i, comp in enumerate(parts):
@@ -167,18 +172,18 @@ class Applier:
 
     def apply(self, tar):
         """Apply every member of an open tarfile (stream mode is fine). Returns the count."""
-        n = 0
         for member in tar:
             self._entry(tar, member)
-            n += 1
+            self.count += 1
         self._finish()
-        return n
+        return self.count
 
     def _entry(self, tar, m):
         parts = split_name(m.name)
         if not parts:
             if m.isdir():
                 self._meta(self.root_fd, ".", m, is_root_entry=True)
+                self.root_entry = True
             return
         base = parts[-1]
         parent = parts[:-1]
@@ -363,12 +368,14 @@ def _write_all(fd, buf):
 
 
 def apply_tar(fileobj, target, mode="native", lowers=()):
-    """Apply the uncompressed tar stream `fileobj` onto `target`. Raises UnsafeLayerError for a
-    hostile or broken layer (the caller discards the target)."""
+    """Apply the uncompressed tar stream `fileobj` onto `target`; returns the Applier (.count,
+    .root_entry). Raises UnsafeLayerError for a hostile or broken layer (the caller discards
+    the target)."""
     applier = Applier(target, mode, lowers)
     try:
         with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2, bufsize=CHUNK) as tar:
-            return applier.apply(tar)
+            applier.apply(tar)
+            return applier
     except (tarfile.ReadError, EOFError) as e:
         raise UnsafeLayerError(f"layer is not a valid or complete tar: {e}") from None
     finally:

@@ -100,7 +100,7 @@ def resolve_manifest(store, registry, ref, root, platform, fetch=True):
 
 
 def pull(reference, store, registry, snapshotter=None, platform=None, db=None, namespace="default",
-         workers=DEFAULT_WORKERS, progress=None, snapshotter_name="overlayfs"):
+         workers=DEFAULT_WORKERS, progress=None, snapshotter_name="overlayfs", unpack_workers=2):
     """Pull `reference` into `store`; unpack into `snapshotter` if given; record it in `db`.
     Raises ImageError (or the registry's / store's own errors) with a one-line message."""
     ref = parse(reference) if isinstance(reference, str) else reference
@@ -125,7 +125,8 @@ def pull(reference, store, registry, snapshotter=None, platform=None, db=None, n
         if len(diff_ids) != len(layers):
             raise ImageError(f"{ref}: the manifest has {len(layers)} layers but the config lists "
                              f"{len(diff_ids)} diff IDs")
-        chain = _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, workers, progress)
+        chain = _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, workers, progress,
+                                  unpack_workers)
     except RegistryError as e:
         raise ImageError(f"pull {ref}: {e}") from None
     except ValueError as e:
@@ -137,7 +138,8 @@ def pull(reference, store, registry, snapshotter=None, platform=None, db=None, n
     return result
 
 
-def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, workers, progress):
+def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, workers, progress,
+                      unpack_workers):
     from corral.images.unpack import chain_ids, snapshot_exists, unpack
     chains = chain_ids(diff_ids)
     # with the whole chain already unpacked, only the blobs are needed (and maybe not even those)
@@ -156,7 +158,7 @@ def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, worke
                 futures[i].result()
 
         if snapshotter is not None:
-            chain = unpack(store, snapshotter, layers, diff_ids, wait)
+            chain = unpack(store, snapshotter, layers, diff_ids, wait, unpack_workers)
         else:
             chain = chains[-1] if chains else ""
         for f in futures.values():

@@ -8,8 +8,11 @@ failure the active snapshot is removed: nothing half-made stays.
 
 import hashlib
 import os
+import shutil
 import tempfile
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from corral.archive.apply import UnsafeLayerError, apply_tar
 from corral.archive.compression import decompressor
@@ -67,14 +70,17 @@ def apply_plan(mounts):
     return ("mount", mounts)
 
 
-def apply_layer(store, desc, target, mode="native", lowers=()):
-    """Apply the layer blob `desc` from the content store onto a directory; returns its diff ID."""
+def apply_layer(store, desc, target, mode="native", lowers=(), info=None):
+    """Apply the layer blob `desc` from the content store onto a directory; returns its diff ID.
+    `info` (a dict) receives root_entry: whether the layer set the root dir's metadata."""
     kind = mediatypes.compression(desc["mediaType"])
     with store.open(desc["digest"]) as raw:
         hashed = HashingReader(decompressor(kind, raw))
         try:
-            apply_tar(hashed, target, mode, lowers)
+            applier = apply_tar(hashed, target, mode, lowers)
             hashed.drain()
+            if info is not None:
+                info["root_entry"] = applier.root_entry
         except (EOFError, OSError, ValueError) as e:
             if isinstance(e, UnsafeLayerError):
                 raise
@@ -134,11 +140,13 @@ def snapshot_exists(snapshotter, name):
         raise
 
 
-def unpack(store, snapshotter, layers, diff_ids, wait=None):
+def unpack(store, snapshotter, layers, diff_ids, wait=None, workers=2):
     """Unpack all layers; `wait(i)` (optional) blocks until layer i is in the content store.
     Returns the top chain ID."""
     if len(layers) != len(diff_ids):
         raise ImageError(f"image has {len(layers)} layers but its config lists {len(diff_ids)} diff IDs")
+    if getattr(snapshotter, "name", "") == "overlayfs" and workers > 1 and len(layers) > 1:
+        return _unpack_overlay_parallel(store, snapshotter, layers, diff_ids, wait, workers)
     chains = chain_ids(diff_ids)
     parent = ""
     for i, (desc, diff_id, chain) in enumerate(zip(layers, diff_ids, chains)):
@@ -148,3 +156,94 @@ def unpack(store, snapshotter, layers, diff_ids, wait=None):
             unpack_layer(store, snapshotter, desc, diff_id, chain, parent)
         parent = chain
     return chains[-1] if chains else ""
+
+
+def _lower_dirs(snapshotter, chain):
+    """The overlay lower dirs (top first) of committed snapshot `chain`."""
+    key = f"lowers-{uuid.uuid4().hex[:12]}"
+    mounts = snapshotter.view(key, chain)
+    try:
+        plan = apply_plan(mounts)
+        if plan[0] == "dir":
+            return [plan[1]]
+        m = mounts[0]
+        opts = dict(o.split("=", 1) for o in _field(m, "options") or [] if "=" in o)
+        return [p for p in opts.get("lowerdir", "").split(":") if p]
+    finally:
+        _remove_quietly(snapshotter, key)
+
+
+def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers):
+    """Overlay layers are independent upper dirs: apply several at once into staging dirs on
+    the snapshotter's filesystem, then, in order, prepare each snapshot, move the staged tree
+    in as its upper dir and commit. A layer that needs what lies below it (a parent dir it does
+    not list, a hardlink into a lower layer) waits until those layers are committed."""
+    chains = chain_ids(diff_ids)
+    n = len(chains)
+    k = 0
+    while k < n and snapshot_exists(sn, chains[k]):
+        k += 1
+    if k == n:
+        return chains[-1]
+    base = _lower_dirs(sn, chains[k - 1]) if k else []
+    uppers = {}
+    done = [threading.Event() for _ in range(n)]
+    failed = threading.Event()
+    staging = tempfile.mkdtemp(prefix="corral-unpack-", dir=sn.root)
+
+    def lowers_for(i):
+        for j in range(k, i):
+            done[j].wait()
+            if failed.is_set():
+                raise ImageError("unpack stopped: a lower layer failed")
+        return [uppers[j] for j in reversed(range(k, i))] + base
+
+    def stage(i):
+        if wait:
+            wait(i)
+        d = os.path.join(staging, str(i))
+        os.mkdir(d, 0o755)
+        info = {}
+        try:
+            got = apply_layer(store, layers[i], d, "overlay", lambda: lowers_for(i), info)
+        except UnsafeLayerError as e:
+            raise ImageError(f"layer {layers[i]['digest']}: {e}") from None
+        if got != diff_ids[i]:
+            raise ImageError(f"layer {layers[i]['digest']}: its uncompressed content has digest {got} "
+                             f"but the image config says {diff_ids[i]}; the image is corrupt")
+        return d, info.get("root_entry", False)
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futs = [pool.submit(stage, i) for i in range(k, n)]
+        parent = chains[k - 1] if k else ""
+        for i in range(k, n):
+            d, root_entry = futs[i - k].result()
+            key = f"extract-{uuid.uuid4().hex[:12]} {chains[i]}"
+            mounts = sn.prepare(key, parent, labels={"containerd.io/snapshot.ref": chains[i]})
+            try:
+                plan = apply_plan(mounts)
+                if plan[0] != "dir":
+                    raise ImageError(f"overlay snapshot {key} has no upper dir to unpack into")
+                upper = plan[1]
+                if not root_entry:
+                    st = os.stat(upper)
+                    os.chown(d, st.st_uid, st.st_gid)
+                    os.chmod(d, st.st_mode & 0o7777)
+                os.rename(d, upper)         # replaces the fresh, empty upper dir
+                sn.commit(chains[i], key)
+            except BaseException:
+                _remove_quietly(sn, key)
+                raise
+            uppers[i] = upper
+            done[i].set()
+            parent = chains[i]
+        return chains[-1]
+    except BaseException:
+        failed.set()
+        for e in done:
+            e.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(staging, ignore_errors=True)
