@@ -343,3 +343,14 @@ def test_cgroup2_mount(bundle, cgroupns):
     line = [l for l in info.splitlines() if l.split()[4] == "/sys/fs/cgroup"][0]
     assert line.split()[3] == own  # the container's own cgroup, not the host's root
     assert "cgroup.procs" in rest.split()
+
+
+def test_rootfs_propagation_and_no_fd_leak(bundle):
+    edit(bundle, lambda s: s["linux"].update(rootfsPropagation="rshared"))
+    out = ok(bundle, "awk '$5 == \"/\"' /proc/self/mountinfo; ls /proc/self/fd | xargs")
+    line, fds = out.splitlines()
+    assert "shared:" in line
+    assert fds == "0 1 2 3"  # stdio and ls's own directory fd: nothing from setup()
+    edit(bundle, lambda s: s["linux"].update(rootfsPropagation="private"))
+    out = ok(bundle, "awk '$5 == \"/\"' /proc/self/mountinfo")
+    assert "shared:" not in out and "master:" not in out

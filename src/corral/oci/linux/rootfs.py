@@ -125,6 +125,9 @@ def setup(spec, bundle, cgroup_paths, no_pivot=False, before_pivot=None):
             _pivot_root(rootfs)
     except OSError as e:
         raise RuntimeFailure(f"entering rootfs {rootfs} failed: {e}") from e
+    if linux.get("rootfsPropagation"):
+        # the new root came from a private bind: give it the asked propagation now
+        S.mount(None, "/", None, prop)
     root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for p in linux.get("readonlyPaths") or []:
