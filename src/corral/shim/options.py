@@ -60,6 +60,8 @@ def load(bundle, create_any=None):
         with open(os.path.join(bundle, SAVED), "rb") as f:
             data = f.read()
     except OSError:
+        data = b""
+    if not data:
         return from_any(None)
     from google.protobuf.any_pb2 import Any
 

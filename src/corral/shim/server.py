@@ -16,17 +16,21 @@ def serve(flags, sock, path, group):
 
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     try:
-        asyncio.run(_main(flags, sock))
+        asyncio.run(_main(flags, sock, path))
     finally:
-        for p in (path, path + ".pid", path + ".lock"):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+        _remove_socket(path)
     return 0
 
 
-async def _main(flags, sock):
+def _remove_socket(path):
+    for p in (path, path + ".pid", path + ".lock"):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+
+
+async def _main(flags, sock, path):
     import asyncio
     import signal
 
@@ -55,9 +59,13 @@ async def _main(flags, sock):
         elif loop.time() - idle_since > IDLE_EXIT:
             break
     # stop accepting before flushing, so a concurrent `start` of the group starts a new shim
+    _remove_socket(path)
     await server.close()
     await publisher.flush()
-    await publisher.close()
+    # containerd waits for our connection to close after Shutdown: skip the interpreter's
+    # orderly teardown (thread pool joins, module finalization), there is nothing left to save
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def serve_from_env(flags):

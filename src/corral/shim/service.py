@@ -346,5 +346,5 @@ class TaskService:
 
     async def shutdown(self, ctx, req):
         if not self.containers:
-            self.loop.call_later(0.05, self.on_empty)
+            self.loop.call_soon(self.on_empty)
         return Empty()

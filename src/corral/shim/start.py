@@ -6,10 +6,7 @@ start: one shim server per group (the pod's `io.kubernetes.cri.sandbox-id` annot
 there, its address is reused.
 """
 
-import hashlib
-import json
 import os
-import socket
 import sys
 
 SOCKET_DIR = "/run/containerd/s"
@@ -17,6 +14,8 @@ GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.corral.shim.group")
 
 
 def group_of(bundle, cid):
+    import json
+
     try:
         with open(os.path.join(bundle, "config.json")) as f:
             annotations = json.load(f).get("annotations") or {}
@@ -29,11 +28,15 @@ def group_of(bundle, cid):
 
 
 def socket_path(address, namespace, group):
+    import hashlib
+
     digest = hashlib.sha256(f"{address}\0{namespace}\0{group}".encode()).hexdigest()
     return os.path.join(SOCKET_DIR, digest)
 
 
 def _alive(path):
+    import socket
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.settimeout(2)
@@ -54,6 +57,7 @@ def _write_file(path, text):
 
 def start(flags):
     import fcntl
+    import socket
 
     bundle = os.getcwd()
     cid = flags.id
@@ -142,29 +146,57 @@ def _spawn_server(flags, sock, path, group, bundle, lock):
     os._exit(code)
 
 
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def delete_response(exit_status, exited_at_ns, pid=0):
+    """containerd.task.v2.DeleteResponse, encoded by hand: `delete` is on containerd's path after
+    every task, and importing protobuf would cost more than the rest of the command."""
+    seconds, nanos = divmod(exited_at_ns, 1_000_000_000)
+    ts = b"\x08" + _varint(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
+    out = b""
+    if pid:
+        out += b"\x08" + _varint(pid)
+    if exit_status:
+        out += b"\x10" + _varint(exit_status)
+    return out + b"\x1a" + _varint(len(ts)) + ts
+
+
 def delete(flags):
-    """Clean up a container whose shim is gone: force-delete it in the runtime, unmount its
-    rootfs, and print a DeleteResponse (killed by SIGKILL, now)."""
-    import subprocess
+    """Clean up a container whose shim is gone (containerd also runs this after every normal
+    task delete): force-delete it in the runtime if the runtime still has it, unmount its rootfs,
+    and print a DeleteResponse (killed by SIGKILL, now)."""
     import time
 
-    from corral.shim import mounts
     from corral.shim.options import DEFAULT_BINARY, load, runtime_root
 
     bundle = flags.bundle or os.getcwd()
     opts = load(bundle)
-    argv = [opts["binary_name"] or DEFAULT_BINARY, "--root", runtime_root(flags.namespace, opts["root"]),
-            "--log", os.path.join(bundle, "log.json"), "--log-format", "json", "delete", "--force", flags.id]
-    try:
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        print(f"warning: {argv[0]} delete {flags.id}: {e}", file=sys.stderr)
-    mounts.unmount_rootfs(os.path.join(bundle, "rootfs"))
-    from corral.api.containerd.runtime.v2.task.shim_pb2 import DeleteResponse
+    root = runtime_root(flags.namespace, opts["root"])
+    if flags.id and os.path.exists(os.path.join(root, flags.id)):
+        import subprocess
 
-    resp = DeleteResponse(exit_status=128 + 9)
-    resp.exited_at.FromNanoseconds(time.time_ns())
-    sys.stdout.buffer.write(resp.SerializeToString())
+        argv = [opts["binary_name"] or DEFAULT_BINARY, "--root", root, "--log", os.path.join(bundle, "log.json"),
+                "--log-format", "json", "delete", "--force", flags.id]
+        try:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            print(f"warning: {argv[0]} delete {flags.id}: {e}", file=sys.stderr)
+    rootfs = os.path.join(bundle, "rootfs")
+    if os.path.ismount(rootfs):
+        from corral.shim import mounts
+
+        mounts.unmount_rootfs(rootfs)
+    sys.stdout.buffer.write(delete_response(128 + 9, time.time_ns()))
     sys.stdout.flush()
     return 0

@@ -4,6 +4,10 @@ in its own task, deadlines from the request's timeout_nano, errors as google.rpc
 import asyncio
 import os
 import socket
+import sys
+import time
+
+_TRACE = bool(os.environ.get('CORRAL_TTRPC_TRACE'))
 
 from corral.api.ttrpc.ttrpc_pb2 import Request, Response
 from corral.ttrpc import codec
@@ -96,6 +100,8 @@ class Server:
             self._send_error(writer, stream_id, TtrpcError(UNIMPLEMENTED, what))
             return
         request_cls, handler = entry
+        if _TRACE:
+            print(f"{time.time():.3f} ttrpc {req.method} start", file=sys.stderr, flush=True)
         metadata = {}
         for kv in req.metadata:
             metadata.setdefault(kv.key, []).append(kv.value)
@@ -117,6 +123,8 @@ class Server:
         except Exception as e:  # a handler bug becomes an error reply, not a dead connection
             out = Response(status=TtrpcError(UNKNOWN, f"{type(e).__name__}: {e}").to_status())
         data = out.SerializeToString()
+        if _TRACE:
+            print(f"{time.time():.3f} ttrpc {req.method} end", file=sys.stderr, flush=True)
         if len(data) > codec.MESSAGE_LENGTH_MAX:
             self._send_error(writer, stream_id, TtrpcError(
                 RESOURCE_EXHAUSTED, f"response length {len(data)} exceeds maximum message size"))
