@@ -354,3 +354,14 @@ def test_rootfs_propagation_and_no_fd_leak(bundle):
     edit(bundle, lambda s: s["linux"].update(rootfsPropagation="private"))
     out = ok(bundle, "awk '$5 == \"/\"' /proc/self/mountinfo")
     assert "shared:" not in out and "master:" not in out
+
+
+def test_tmpfs_copyup(bundle):
+    edit(bundle, lambda s: s["mounts"].append(
+        {"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "mode=755"]}))
+    out = ok(bundle, "grep -c root /etc/passwd; echo changed > /etc/hostname; cat /etc/hostname; "
+                     "awk '$5 == \"/etc\" {print $9}' /proc/self/mountinfo")
+    assert out.split() == ["1", "changed", "tmpfs"]
+    with open(os.path.join(bundle, "rootfs", "etc", "hostname")) as f:
+        assert f.read() == "busybox\n"  # the copy changed, not the image
+    assert not [d for d in os.listdir("/tmp") if d.startswith("corral-copyup-")]
