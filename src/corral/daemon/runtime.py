@@ -44,16 +44,23 @@ def shim_binary(runtime):
 class Shim:
     """One connected shim serving one task (possibly among others)."""
 
-    def __init__(self, ns, id, bundle, address, runtime, client):
+    def __init__(self, ns, id, bundle, address, runtime, client, on_gone=None):
         self.ns = ns
         self.id = id
         self.bundle = bundle
         self.address = address
         self.runtime = runtime
         self.client = client
+        self.on_gone = on_gone
 
     def call(self, method, request, response_cls, timeout=CALL_TIMEOUT):
-        data = self.client.call(SHIM_SERVICE, method, request.SerializeToString(), timeout)
+        try:
+            data = self.client.call(SHIM_SERVICE, method, request.SerializeToString(), timeout)
+        except Unavailable as e:
+            if self.on_gone is None or not _is_gone(e):
+                raise
+            self.on_gone(self)
+            raise NotFound(f"task {self.id}: its shim exited, the task was cleaned up ({e})") from None
         return response_cls.FromString(data)
 
 
@@ -191,7 +198,7 @@ class RuntimeV2:
             bundle = self._make_bundle(ns, cid, spec)
             self._shim_log(bundle, cid)
             address = self._start_shim(ns, cid, runtime, bundle, options)
-            shim = Shim(ns, cid, bundle, address, runtime, self.connector(address, ns, START_TIMEOUT))
+            shim = Shim(ns, cid, bundle, address, runtime, self.connector(address, ns, START_TIMEOUT), self._gone)
             req = shim_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=rootfs, terminal=terminal,
                                              stdin=stdin, stdout=stdout, stderr=stderr, checkpoint=checkpoint)
             if options is not None and options.type_url:
@@ -232,17 +239,8 @@ class RuntimeV2:
     def delete(self, ns, cid):
         """Delete the task's init process in the shim, shut the shim down, remove the bundle."""
         shim = self.get(ns, cid)
-        try:
-            resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
-        except NotFound:
-            raise
-        except Exception as e:
-            log.warning("task %s/%s: shim delete call failed (%s); cleaning up with the shim binary", ns, cid, e)
-            resp = self._shim_delete(ns, cid, shim.runtime, shim.bundle) or shim_pb2.DeleteResponse()
-            self.publish(ns, "/tasks/exit", task_events.TaskExit(
-                container_id=cid, id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
-            self.publish(ns, "/tasks/delete", task_events.TaskDelete(
-                container_id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
+        # errors (a running task, a shim that died and was cleaned up) go to the caller
+        resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
         self._shutdown(shim)
         with self.lock:
             self.shims.pop((ns, cid), None)
@@ -251,13 +249,34 @@ class RuntimeV2:
 
     def _shutdown(self, shim):
         try:
-            shim.call("Shutdown", shim_pb2.ShutdownRequest(id=shim.id), _Empty, timeout=5)
+            shim.client.call(SHIM_SERVICE, "Shutdown", shim_pb2.ShutdownRequest(id=shim.id).SerializeToString(), 5)
         except Exception:
             pass  # the shim exits when its last task is gone; a closed connection is expected
         try:
             shim.client.close()
         except Exception:
             pass
+
+    def _gone(self, shim):
+        """A shim died under a task: clean up as for a dead shim at start-up (once)."""
+        with self.lock:
+            if self.shims.get((shim.ns, shim.id)) is not shim:
+                return
+            del self.shims[(shim.ns, shim.id)]
+        log.warning("shim of %s/%s exited unexpectedly: cleaning up", shim.ns, shim.id)
+        try:
+            shim.client.close()
+        except Exception:
+            pass
+        self._cleanup_dead(shim.ns, shim.id, shim.runtime, shim.bundle)
+
+    def _cleanup_dead(self, ns, cid, runtime, bundle):
+        resp = self._shim_delete(ns, cid, runtime, bundle) or shim_pb2.DeleteResponse(exit_status=255)
+        self.publish(ns, "/tasks/exit", task_events.TaskExit(
+            container_id=cid, id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
+        self.publish(ns, "/tasks/delete", task_events.TaskDelete(
+            container_id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
+        self._remove_bundle(ns, cid)
 
     def _cleanup_stale(self, ns, cid):
         bundle = self._bundle(ns, cid)
@@ -283,7 +302,7 @@ class RuntimeV2:
                     if not address:
                         raise ConnectionError("no address file")
                     client = self.connector(address, ns, LOAD_TIMEOUT)
-                    shim = Shim(ns, cid, bundle, address, runtime, client)
+                    shim = Shim(ns, cid, bundle, address, runtime, client, self._gone)
                     shim.call("Connect", shim_pb2.ConnectRequest(id=cid), shim_pb2.ConnectResponse, timeout=LOAD_TIMEOUT)
                     self._shim_log(bundle, cid)
                     with self.lock:
@@ -291,12 +310,7 @@ class RuntimeV2:
                     log.info("reconnected to the shim of %s/%s", ns, cid)
                 except Exception as e:
                     log.info("shim of %s/%s is gone (%s): cleaning up", ns, cid, e)
-                    resp = self._shim_delete(ns, cid, runtime, bundle) or shim_pb2.DeleteResponse(exit_status=255)
-                    self.publish(ns, "/tasks/exit", task_events.TaskExit(
-                        container_id=cid, id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
-                    self.publish(ns, "/tasks/delete", task_events.TaskDelete(
-                        container_id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
-                    self._remove_bundle(ns, cid)
+                    self._cleanup_dead(ns, cid, runtime, bundle)
 
     def close(self):
         """Disconnect from the shims; they and their containers keep running."""
@@ -310,6 +324,10 @@ class RuntimeV2:
                 fn()
             except Exception as e:
                 log.warning("runtime close: %s", e)
+
+
+def _is_gone(e):
+    return type(e).__name__ == "ShimGone"
 
 
 class _Empty:

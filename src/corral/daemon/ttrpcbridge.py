@@ -20,6 +20,10 @@ class ShimCallError(errors.ServiceError):
     """A shim answered with an error status that has no closer class."""
 
 
+class ShimGone(errors.Unavailable):
+    """The connection to the shim closed: the shim process is gone."""
+
+
 def _map_error(e, what):
     from corral.ttrpc.errors import CODE_NAMES
     cls = _BY_CODE.get(e.code)
@@ -71,9 +75,10 @@ class SyncClient:
 
     def __init__(self, loop, address, namespace, timeout=10):
         from corral.ttrpc.client import Client
-        from corral.ttrpc.errors import TtrpcError
+        from corral.ttrpc.errors import ConnectionClosed, TtrpcError
         self._loop = loop
         self._error = TtrpcError
+        self._closed_error = ConnectionClosed
         self.metadata = {NAMESPACE_KEY: namespace}
         try:
             self._client = loop.run(Client.connect(address, timeout), timeout + 1)
@@ -84,6 +89,8 @@ class SyncClient:
         coro = self._client.call(service, method, _Raw(data), _RawResponse, timeout=timeout, metadata=self.metadata)
         try:
             return self._loop.run(coro, None if timeout is None else timeout + 2)
+        except self._closed_error as e:
+            raise ShimGone(f"shim {method}: {e}") from None
         except self._error as e:
             raise _map_error(e, f"shim {method}") from None
         except TimeoutError:
