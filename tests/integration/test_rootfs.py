@@ -167,6 +167,8 @@ def test_symlink_and_dotdot_escapes_stay_inside(bundle, tmpdir_root):
         spec["linux"]["devices"] = [{"path": "/up/dev2", "type": "c", "major": 1, "minor": 3}]
     edit(bundle, change)
     out = ok(bundle, "cut -d' ' -f5 /proc/self/mountinfo; cat /dotdot/marker /up2/marker /hosts2")
+    with open("/proc/self/mountinfo") as f:
+        assert tmpdir_root not in f.read()  # no mount left on the host (others' tests may mount elsewhere)
     points = out.splitlines()
     assert "/etc2/x" not in points  # shown where it really landed, inside the root
     assert os.path.join(hostdir, "x") in points

@@ -151,15 +151,11 @@ def parse(m, where="mount"):
     return o
 
 
-def check_type(m, where="mount", _known=[]):
+def check_type(m, where="mount"):
     typ = mount_type(m)
     if not typ:
         raise RuntimeFailure(f"{where}: no type and no bind option; set \"type\"")
-    if typ in COMMON_TYPES:
-        return
-    if not _known:
-        _known.append(_kernel_types())
-    if typ not in _known[0]:
+    if typ not in COMMON_TYPES and typ not in _kernel_types():
         raise RuntimeFailure(f"{where}: unknown mount type {typ!r} (not in /proc/filesystems)")
 
 
