@@ -15,6 +15,14 @@ def _now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
 
 
+def warn(ctx, msg):
+    """A warning goes to the log; with no log file (text format) to stderr too, as runc does."""
+    ctx.log.warning(msg)
+    if ctx.log_path is None and ctx.log_format != "json":
+        import sys
+        sys.stderr.write(f"corral-runc: warning: {msg}\n")
+
+
 def _validate_parts(spec, bundle):
     from corral.oci.linux import security
     security.validate(spec)
@@ -142,6 +150,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         security.set_oom_score_adj(c.pid, process.get("oomScoreAdj"))
         if manager is not None:
             manager.set(linux.get("resources") or {})
+        send(parent_sock, t="init")
         while True:
             msg = recv(parent_sock)
             if msg is None:
@@ -229,7 +238,7 @@ def start(ctx, container_id):
         try:
             hooks.run_hooks(c.config, "poststart", c.hook_state("running"))
         except RuntimeFailure as e:
-            ctx.log.warning(str(e))
+            warn(ctx, str(e))
     return c
 
 
@@ -316,7 +325,7 @@ def delete(ctx, container_id, force=False):
         try:
             hooks.run_hooks(c.config, "poststop", c.hook_state("stopped"))
         except RuntimeFailure as e:
-            ctx.log.warning(str(e))
+            warn(ctx, str(e))
     if mgr is not None:
         mgr.destroy()
     shutil.rmtree(c.dir, ignore_errors=True)

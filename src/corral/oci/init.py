@@ -32,17 +32,29 @@ def recv(sock):
     return json.loads(data)
 
 
-def _report_and_exit(sock, exc):
+def _message(exc):
     if isinstance(exc, RuntimeFailure):
-        msg = str(exc)
-    elif isinstance(exc, OSError):
-        msg = f"container set-up failed: {exc.args[-1] if len(exc.args) > 1 else exc}"
-    else:
-        msg = f"container set-up failed: {exc!r}"
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"container set-up failed: {exc.args[-1] if len(exc.args) > 1 else exc}"
+    return f"container set-up failed: {exc!r}"
+
+
+def _report_and_exit(sock, exc):
+    """Before "ready": the parent prints the error. If it is gone, it is cleaning up already."""
     try:
-        send(sock, t="error", msg=msg)
+        send(sock, t="error", msg=_message(exc))
     except OSError:
-        os.write(2, f"corral-runc: {msg}\n".encode())
+        pass
+    os._exit(1)
+
+
+def _fail_after_start(exc):
+    """After "ready" the parent has exited: the process's stderr is the only place left."""
+    try:
+        os.write(2, f"corral-runc: {_message(exc)}\n".encode())
+    except OSError:
+        pass
     os._exit(1)
 
 
@@ -98,9 +110,17 @@ def stage1(sock, setup):
 
 def init_main(sock, setup):
     try:
-        _init(sock, setup)
+        # wait until the parent knows our pid and has set the cgroup limits
+        reply = recv(sock)
+        if not reply or reply.get("t") != "init":
+            os._exit(1)
+        exe, env, last_step = _init(sock, setup)
     except BaseException as e:
         _report_and_exit(sock, e)
+    try:
+        _after_ready(sock, setup, exe, env, last_step)
+    except BaseException as e:
+        _fail_after_start(e)
     os._exit(1)
 
 
@@ -168,12 +188,18 @@ def _init(sock, setup):
     exe = find_executable(process["args"][0], env)
     last_step = security.finalize(process, linux)
     send(sock, t="ready")
+    return exe, env, last_step
+
+
+def _after_ready(sock, setup, exe, env, last_step):
+    spec = setup.spec
+    process = spec["process"]
+    hooks = spec.get("hooks") or {}
+    sock.close()
     try:
         fifo = os.open(f"/proc/self/fd/{setup.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
         raise RuntimeFailure(f"cannot open the exec FIFO: {e.strerror} (is /proc mounted in the container?)")
-    # from here on the parent is gone: errors go to the process's stderr
-    sock.close()
     os.write(fifo, b"0")
     os.close(fifo)
     os.close(setup.fifo_fd)

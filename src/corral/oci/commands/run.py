@@ -63,7 +63,7 @@ def run(ctx, args):
             try:
                 container.delete(ctx, args.container_id, force=True)
             except RuntimeFailure as e:
-                ctx.log.warning(str(e))
+                container.warn(ctx, str(e))
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
