@@ -1,0 +1,84 @@
+"""Memory of the shims per container with N running `sleep` containers (default 20): corral's
+shim (one per container, and grouped: all N in one pod via io.kubernetes.cri.sandbox-id) against
+containerd's runc shim on the same containers. PSS from /proc/PID/smaps_rollup, and RSS.
+
+    .venv/bin/python bench/shim_memory.py [count]     (root; containerd, ctr, runc installed)
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tests.helpers.containerd import Containerd, import_busybox  # noqa: E402
+
+SHIMS = (b"containerd-shim-runc-v2", b"containerd-shim-corral-v2")
+
+
+def shim_memory(ctrd):
+    """(count, PSS kB, RSS kB) summed over the shims of this containerd."""
+    n = pss = rss = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if not any(a.endswith(SHIMS) for a in argv[:2]) or ctrd.sock.encode() not in argv:
+                continue
+            with open(f"/proc/{entry}/smaps_rollup") as f:
+                fields = {line.split()[0]: int(line.split()[1]) for line in f if line.split()[-1] == "kB"}
+        except OSError:
+            continue
+        n += 1
+        pss += fields["Pss:"]
+        rss += fields["Rss:"]
+    return n, pss, rss
+
+
+def measure(ctrd, image, name, count, args):
+    ids = [f"mem-{name}-{i}" for i in range(count)]
+    try:
+        for cid in ids:
+            ctrd.ctr("run", "-d", *args, image, cid, "sleep", "1000")
+        time.sleep(1.0)
+        return shim_memory(ctrd)
+    finally:
+        for cid in ids:
+            ctrd.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+        for cid in ids:
+            for _ in range(50):
+                if ctrd.ctr("tasks", "delete", cid, check=False).returncode == 0:
+                    break
+                time.sleep(0.1)
+            ctrd.ctr("containers", "delete", cid, check=False)
+
+
+def main():
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    ctrd = Containerd()
+    try:
+        ctrd.start()
+        image = import_busybox(ctrd)
+        conf = os.path.join(ctrd.dir, "runc.toml")
+        with open(conf, "w") as f:
+            f.write('BinaryName = "runc"\n')
+        corral = ["--runtime", "io.containerd.corral.v2", "--runtime-config-path", conf]
+        cases = [
+            ("runc", ["--runtime", "io.containerd.runc.v2"]),
+            ("corral", corral),
+            ("corral-pod", corral + ["--annotation", "io.kubernetes.cri.sandbox-id=bench-pod"]),
+        ]
+        results = {name: measure(ctrd, image, name, count, args) for name, args in cases}
+        _, base_pss, base_rss = results["runc"]
+        print(f"shim memory with {count} sleep containers (per container):")
+        for name, (n, pss, rss) in results.items():
+            print(f"  {name:11s} {n:3d} shim(s)  PSS {pss / count / 1024:6.2f} MB (ratio {pss / base_pss:5.2f})"
+                  f"  RSS {rss / count / 1024:6.2f} MB (ratio {rss / base_rss:5.2f})")
+    finally:
+        ctrd.cleanup()
+
+
+if __name__ == "__main__":
+    main()
