@@ -120,14 +120,31 @@ def test_default_mounts_and_devices(bundle):
     assert cwd.strip() == "/"
 
 
-PROBE = "cut -d' ' -f5,6 /proc/self/mountinfo; echo ---; ls -l /dev | awk '{print $1, $NF}'"
+PROBE = ("cut -d' ' -f5,6 /proc/self/mountinfo; echo ---; ls -ln /dev | awk '{print $1, $3, $4, $NF}'; "
+         "echo ---; ls /home; cat /etc/hostname; touch /tmp/x 2>&1 | wc -l")
+
+
+def _richer(spec):
+    spec["root"]["readonly"] = True
+    spec["mounts"] += [
+        {"destination": "/mnt/ro", "type": "bind", "source": "rootfs/etc", "options": ["rbind", "ro", "nosuid"]},
+        {"destination": "/mnt/file", "type": "bind", "source": "rootfs/etc/passwd", "options": ["bind", "noexec"]},
+        {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nodev", "size=2m", "mode=700"]},
+        {"destination": "/var/x", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "noatime"]},
+    ]
+    spec["linux"]["devices"] = [
+        {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1, "gid": 1},
+        {"path": "/dev/fifo", "type": "p", "fileMode": 0o600}]
+    spec["linux"]["maskedPaths"] += ["/etc/hostname", "/home"]
+    spec["linux"]["readonlyPaths"] += ["/tmp"]
 
 
 @pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")
-@pytest.mark.parametrize("readonly", [False, True])
-def test_same_mounts_as_runc(tmpdir_root, cid, readonly):
+@pytest.mark.parametrize("variant", ["default", "readonly", "richer"])
+def test_same_mounts_as_runc(tmpdir_root, cid, variant):
     bundle = os.path.join(tmpdir_root, "bundle")
-    make_bundle(bundle, args=["sh", "-c", PROBE], rootfs_readonly=readonly)
+    make_bundle(bundle, args=["sh", "-c", PROBE], rootfs_readonly=variant == "readonly",
+                spec_changes=_richer if variant == "richer" else None)
     ours = ok(bundle, PROBE)
     root = os.path.join(tmpdir_root, "runc")
     try:
