@@ -38,22 +38,12 @@ class _HashingReader:
 
 
 def _decompressor(media_type, f):
+    from corral.archive.compression import decompressor
     from corral.images.mediatypes import compression
     try:
-        kind = compression(media_type)
+        return decompressor(compression(media_type), f)
     except ValueError as e:
         raise InvalidArgument(f"cannot apply {media_type!r}: {e}") from None
-    if kind == "gzip":
-        try:
-            from isal import igzip
-            return igzip.GzipFile(fileobj=f, mode="rb")
-        except ImportError:
-            import gzip
-            return gzip.GzipFile(fileobj=f, mode="rb")
-    if kind == "zstd":
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(f)
-    return f
 
 
 def _uncompressed(media_type):
