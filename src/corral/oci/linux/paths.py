@@ -37,13 +37,18 @@ def open_in_root(root_fd, path, create=None, nofollow=False, mode=0o755):
     nofollow: the last component may not be a symlink (OSError ELOOP).
     """
     if create is None and not nofollow and _openat2[0]:
-        try:
-            return syscalls.openat2(root_fd, path or "/", os.O_PATH,
-                                    syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
-        except OSError as e:
-            if e.errno != errno.ENOSYS:
-                raise
-            _openat2[0] = False
+        # the kernel answers EAGAIN (or EXDEV) when a rename or mount anywhere raced a ".."
+        # step: retry, and after a few tries walk by hand (which has no such limit)
+        for _ in range(8):
+            try:
+                return syscalls.openat2(root_fd, path or "/", os.O_PATH,
+                                        syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+            except OSError as e:
+                if e.errno == errno.ENOSYS:
+                    _openat2[0] = False
+                    break
+                if e.errno not in (errno.EAGAIN, errno.EXDEV):
+                    raise
     return _walk(root_fd, path, create, nofollow, mode)
 
 
