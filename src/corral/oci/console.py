@@ -2,8 +2,10 @@
 SCM_RIGHTS (one fd, the message data being the pty's name), as runc and containerd do it."""
 
 import array
+import fcntl
 import os
 import socket
+import struct
 
 from corral.oci.errors import RuntimeFailure
 
@@ -24,9 +26,6 @@ def connect(path):
 
 def open_pty():
     """A new pty from the container's /dev/ptmx: (master fd, slave fd, slave name)."""
-    import fcntl
-    import struct
-
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
@@ -46,9 +45,6 @@ def open_pty():
 def set_size(fd, size):
     if not size:
         return
-    import fcntl
-    import struct
-
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
 
 
@@ -73,8 +69,6 @@ def recv_fd(sock):
 
 def make_controlling(slave):
     """In the container process: new session, the pty slave as stdio and controlling terminal."""
-    import fcntl
-
     os.setsid()
     fcntl.ioctl(slave, TIOCSCTTY, 0)
     for fd in (0, 1, 2):

@@ -75,7 +75,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
 
     console_sock: an already connected socket to send the pty master to (used by `run`)."""
     from corral.oci import spec as speclib
-    from corral.oci.init import Setup, recv, send, stage1
+    from corral.oci.init import Setup, preload, recv, send, stage1
     from corral.oci.linux import namespaces
 
     statelib.check_id(container_id)
@@ -117,6 +117,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         opened = namespaces.open_paths(linux.get("namespaces"))
         if process.get("terminal") and console_sock is None:
             console_sock = own_console = __import__("corral.oci.console", fromlist=["connect"]).connect(console_socket)
+        preload(process, spec)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         setup = Setup(spec, bundle, rootfs, container_id, opened, fifo_fd,
                       console_sock if process.get("terminal") else None, no_pivot, preserve_fds,

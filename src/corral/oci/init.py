@@ -58,6 +58,15 @@ def _fail_after_start(exc):
     os._exit(1)
 
 
+def preload(process, spec=None):
+    """Import, before fork, what the container side needs after it has left the host's
+    filesystem (after pivot_root, or after joining the container's mount namespace)."""
+    if process.get("terminal"):
+        from corral.oci import console  # noqa: F401
+    if spec is not None and (spec.get("hooks") or {}).get("startContainer"):
+        from corral.oci import hooks  # noqa: F401
+
+
 class Setup:
     """Everything the container side needs, prepared by the parent before fork."""
 

@@ -85,7 +85,7 @@ def _process(c, args):
 
 
 def run(ctx, args):
-    from corral.oci.init import exec_stage1, recv, send
+    from corral.oci.init import exec_stage1, preload, recv, send
     from corral.oci.linux import namespaces
     from corral.oci.linux import syscalls as sc
 
@@ -107,6 +107,7 @@ def run(ctx, args):
             console_sock, own_pty = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if not args.detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    preload(process)
     kinds = [ns["type"] for ns in linux.get("namespaces") or []]
     opened = namespaces.open_process(c.pid, kinds)
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
