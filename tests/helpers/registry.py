@@ -102,7 +102,8 @@ class AuthProxy:
     """mode: 'basic', 'bearer' or 'none'. faults: a dict the test may change while running:
     {'fail_5xx': n} answers the next n requests with 503; {'cut_blob_after': bytes} cuts the
     next blob GET's connection after that many body bytes; {'corrupt': digest} flips a byte of
-    that blob; {'throttle': seconds} sleeps that long per 64 KiB of blob sent.
+    that blob; {'throttle': seconds} sleeps that long per 64 KiB of blob sent;
+    {'redirect_blobs': True} answers blob GETs with a 307 to the registry itself.
     `requests` records (method, path, Range header)."""
 
     def __init__(self, backend, mode="bearer", user="alice", password="s3cret"):
@@ -167,6 +168,9 @@ class AuthProxy:
                               f'scope="repository:x:pull"')
                     return self._send(401, [("WWW-Authenticate", ch), ("Content-Type", "application/json")],
                                       b'{"errors":[{"code":"UNAUTHORIZED","message":"auth required"}]}')
+                if proxy.faults.get("redirect_blobs") and self.command == "GET" and "/blobs/sha256:" in self.path:
+                    # blob storage elsewhere: the backend itself, on another port
+                    return self._send(307, [("Location", f"http://{proxy.backend.host}{self.path}")])
                 c = http.client.HTTPConnection("127.0.0.1", proxy.backend.port, timeout=60)
                 hdrs = {k: v for k, v in self.headers.items()
                         if k.lower() not in ("authorization", "host", "connection", "content-length")}

@@ -177,6 +177,22 @@ def test_retries_and_range_resume(registry, env):
         proxy.stop()
 
 
+def test_blob_redirects(registry, busybox, env):
+    img = Image([busybox, layer([("file", "r", b"redirected")])])
+    r_ = repo()
+    img.push(registry.host, r_, "v1")
+    proxy = AuthProxy(registry, "bearer").start()
+    try:
+        proxy.faults["redirect_blobs"] = True
+        c = Registry(hosts={proxy.host: HostConfig(plain_http=True)},
+                     credentials={proxy.host: ("alice", "s3cret")})
+        r = pull(f"{proxy.host}/{r_}:v1", env.store, c, env.snapshotter())
+        assert open(env.rootfs(env.snapshotter(), r.chain_id) + "/r").read() == "redirected"
+        assert any("/blobs/" in p for m, p, _ in proxy.requests if m == "GET")
+    finally:
+        proxy.stop()
+
+
 def _no_leftovers(env, sn, good_chains):
     infos = [i for i in sn.list() if not i.name.startswith("view-")]
     assert {i.name for i in infos} <= set(good_chains), infos
