@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 DRIVER = r"""
 import json, os, sys
+from corral.oci.errors import RuntimeFailure
 from corral.oci.linux import rootfs, syscalls as S
 bundle, script, opts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 with open(os.path.join(bundle, "config.json")) as f:
