@@ -69,6 +69,7 @@ def test_default_spec_is_valid(bundle):
     (lambda s: s["mounts"].append({"destination": "mnt", "type": "tmpfs"}), "must be an absolute path"),
     (lambda s: s["mounts"].append({"destination": "/mnt", "type": "nosuchfs"}), "unknown mount type 'nosuchfs'"),
     (lambda s: s["mounts"].append({"destination": "/mnt"}), "no type and no bind option"),
+    (lambda s: s["mounts"].append({"destination": "/mnt", "type": "none"}), "unknown mount type 'none'"),
     (lambda s: s["mounts"].append({"destination": "/mnt", "type": "tmpfs", "options": ["bogus"]}),
      "unknown mount option 'bogus'"),
     (lambda s: s["mounts"].append({"destination": "/mnt", "type": "bind", "source": "/nonexistent-src",

@@ -67,7 +67,7 @@ DATA_WORDS = {
 }
 
 # types a spec may name even when the kernel has not loaded them yet (modules load on mount)
-COMMON_TYPES = {"bind", "none", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2",
+COMMON_TYPES = {"bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2",
                 "overlay", "ramfs", "ext4", "xfs", "btrfs", "squashfs", "fuse", "nfs", "nfs4",
                 "securityfs", "debugfs", "tracefs", "hugetlbfs", "configfs", "bpf", "vfat",
                 "iso9660", "binfmt_misc", "fusectl", "pstore", "efivarfs", "autofs"}
