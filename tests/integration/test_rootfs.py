@@ -161,7 +161,8 @@ def test_symlink_and_dotdot_escapes_stay_inside(bundle, tmpdir_root):
     with open(hostfile, "w") as f:
         f.write("host\n")
     rootfs_dir = os.path.join(bundle, "rootfs")
-    os.symlink(hostdir, os.path.join(rootfs_dir, "etc2"))
+    os.rename(os.path.join(rootfs_dir, "etc"), os.path.join(rootfs_dir, "etc.image"))
+    os.symlink(hostdir, os.path.join(rootfs_dir, "etc"))
     os.symlink("../../../../../../..", os.path.join(rootfs_dir, "up"))
     os.symlink(hostfile, os.path.join(rootfs_dir, "hosts2"))
     src = os.path.join(tmpdir_root, "src")
@@ -173,7 +174,7 @@ def test_symlink_and_dotdot_escapes_stay_inside(bundle, tmpdir_root):
 
     def change(spec):
         spec["mounts"] += [
-            {"destination": "/etc2/x", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/etc/x", "type": "tmpfs", "source": "tmpfs"},
             {"destination": "/../../dotdot", "type": "bind", "source": src, "options": ["rbind"]},
             {"destination": "/up/up2", "type": "bind", "source": src, "options": ["rbind"]},
             {"destination": "/hosts2", "type": "bind", "source": os.path.join(tmpdir_root, "srcfile"),
@@ -185,7 +186,7 @@ def test_symlink_and_dotdot_escapes_stay_inside(bundle, tmpdir_root):
     with open("/proc/self/mountinfo") as f:
         assert tmpdir_root not in f.read()  # no mount left on the host (others' tests may mount elsewhere)
     points = out.splitlines()
-    assert "/etc2/x" not in points  # shown where it really landed, inside the root
+    assert "/etc/x" not in points  # shown where it really landed, inside the root
     assert os.path.join(hostdir, "x") in points
     assert "/dotdot" in points and "/up2" in points
     assert out.count("inside") == 2 and "bound" in out
