@@ -5,7 +5,8 @@ served none for a while)."""
 import os
 import sys
 
-IDLE_EXIT = 60.0
+IDLE_EXIT = 60.0  # a shim that never got (or lost all) its containers without a Shutdown
+GROUP_LINGER = 3.0  # a group's shim waits this long after its last container, for the next one
 
 
 def serve(flags, sock, path, group):
@@ -16,7 +17,7 @@ def serve(flags, sock, path, group):
 
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     try:
-        asyncio.run(_main(flags, sock, path))
+        asyncio.run(_main(flags, sock, path, group))
     finally:
         _remove_socket(path)
     return 0
@@ -30,7 +31,7 @@ def _remove_socket(path):
             pass
 
 
-async def _main(flags, sock, path):
+async def _main(flags, sock, path, group):
     import asyncio
     import signal
 
@@ -44,14 +45,21 @@ async def _main(flags, sock, path):
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     reaper = Reaper(loop)
     publisher = Publisher(os.environ.get("TTRPC_ADDRESS", ""), flags.namespace)
-    service = TaskService(loop, reaper, publisher, flags.namespace, stop.set)
+
+    def on_empty():
+        if group == flags.id:
+            stop.set()
+        else:
+            loop.call_later(GROUP_LINGER, lambda: None if service.containers else stop.set())
+
+    service = TaskService(loop, reaper, publisher, flags.namespace, on_empty)
     server = Server()
     server.register(SERVICE, service.methods())
     await server.serve(sock=sock)
     idle_since = loop.time()
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), 5)
+            await asyncio.wait_for(stop.wait(), 1)
         except asyncio.TimeoutError:
             pass
         if service.containers:

@@ -105,6 +105,23 @@ def start(flags):
     return 0
 
 
+class _QuietStderr:
+    """The server's stderr is the first container's `log` FIFO; once containerd stops reading
+    it (that container is gone, the group lives on), writes go to /dev/null instead of failing."""
+
+    def write(self, text):
+        try:
+            return os.write(2, text.encode(errors="replace"))
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+            return len(text)
+
+    def flush(self):
+        pass
+
+
 def _spawn_server(flags, sock, path, group, bundle, lock):
     """Fork the long-lived server: its own session, stdio away from containerd's pipes (so
     `start`'s output ends when we exit), stderr to the bundle's `log` FIFO when containerd reads it."""
@@ -132,7 +149,7 @@ def _spawn_server(flags, sock, path, group, bundle, lock):
         os.close(log)
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", closefd=False, buffering=1)
+        sys.stderr = _QuietStderr()
         os.write(w, b"1")
         os.close(w)
         from corral.shim.server import serve
