@@ -54,8 +54,15 @@ class Shim:
         self.on_gone = on_gone
 
     def call(self, method, request, response_cls, timeout=CALL_TIMEOUT):
+        return self.finish(self.start(method, request, timeout), response_cls)
+
+    def start(self, method, request, timeout=CALL_TIMEOUT):
+        """Send a call without waiting for it (calls to many shims then run concurrently)."""
+        return self.client.start(SHIM_SERVICE, method, request.SerializeToString(), timeout)
+
+    def finish(self, pending, response_cls):
         try:
-            data = self.client.call(SHIM_SERVICE, method, request.SerializeToString(), timeout)
+            data = self.client.finish(pending)
         except Unavailable as e:
             if self.on_gone is None or not _is_gone(e):
                 raise
@@ -70,7 +77,8 @@ class RuntimeV2:
         self.state = state
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
-        # connector(address, ns, timeout) -> client with .call(service, method, bytes, timeout), .close()
+        # connector(address, ns, timeout) -> client with .call(service, method, bytes, timeout),
+        # .start(...) / .finish(pending) for concurrent calls, and .close()
         self.connector = connector
         self.on_close = []
         self.publish = publish or (lambda ns, topic, msg: None)

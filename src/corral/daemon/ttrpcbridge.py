@@ -85,16 +85,25 @@ class SyncClient:
         except (OSError, asyncio.TimeoutError, TimeoutError) as e:
             raise errors.Unavailable(f"cannot connect to shim at {address}: {e or type(e).__name__}") from None
 
-    def call(self, service, method, data, timeout):
+    def start(self, service, method, data, timeout):
+        """Send a call without waiting; finish() collects its answer."""
         coro = self._client.call(service, method, _Raw(data), _RawResponse, timeout=timeout, metadata=self.metadata)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop.loop), method, timeout
+
+    def finish(self, pending):
+        fut, method, timeout = pending
         try:
-            return self._loop.run(coro, None if timeout is None else timeout + 2)
+            return fut.result(None if timeout is None else timeout + 2)
         except self._closed_error as e:
             raise ShimGone(f"shim {method}: {e}") from None
         except self._error as e:
             raise _map_error(e, f"shim {method}") from None
         except TimeoutError:
+            fut.cancel()
             raise errors.Unavailable(f"shim {method}: no answer in {timeout}s") from None
+
+    def call(self, service, method, data, timeout):
+        return self.finish(self.start(service, method, data, timeout))
 
     def close(self):
         try:

@@ -53,9 +53,10 @@ class Tasks:
     def list(self, ns, filter_string=""):
         match = filters.parse([filter_string] if filter_string else [])
         out = []
-        for shim in self.runtime.list(ns):
+        pending = [(shim, shim.start("State", shim_pb2.StateRequest(id=shim.id))) for shim in self.runtime.list(ns)]
+        for shim, call in pending:
             try:
-                p = self.state(ns, shim.id)
+                p = _process(shim.id, shim.finish(call, shim_pb2.StateResponse))
             except Exception:
                 continue  # a shim that went away between list and state
             status = task_pb2.Status.Name(p.status).lower()
@@ -110,11 +111,11 @@ class Tasks:
     def metrics(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
         out = []
-        for shim in self.runtime.list(ns):
-            if not match(filters.getter({"id": shim.id, "container_id": shim.id})):
-                continue
+        shims = [s for s in self.runtime.list(ns) if match(filters.getter({"id": s.id, "container_id": s.id}))]
+        pending = [(s, s.start("Stats", shim_pb2.StatsRequest(id=s.id))) for s in shims]
+        for shim, call in pending:
             try:
-                stats = shim.call("Stats", shim_pb2.StatsRequest(id=shim.id), shim_pb2.StatsResponse).stats
+                stats = shim.finish(call, shim_pb2.StatsResponse).stats
             except NotFound:
                 continue
             out.append(metrics_pb2.Metric(timestamp=ts(time.time()), id=shim.id, data=stats))
