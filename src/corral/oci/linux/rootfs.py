@@ -91,9 +91,12 @@ def setup(spec, bundle, cgroup_paths, no_pivot=False, before_pivot=None):
     rootfs = os.path.realpath(rootfs_path(spec, bundle))
     linux = spec.get("linux") or {}
     prop = mounts.PROPAGATION[linux.get("rootfsPropagation") or "rprivate"]
-    S.mount(None, "/", None, prop)
-    _make_parent_private(rootfs)
-    S.mount(rootfs, rootfs, None, S.MS_BIND | S.MS_REC)
+    try:
+        S.mount(None, "/", None, prop)
+        _make_parent_private(rootfs)
+        S.mount(rootfs, rootfs, None, S.MS_BIND | S.MS_REC)
+    except OSError as e:
+        raise RuntimeFailure(f"preparing the rootfs {rootfs} failed: {e}") from e
     cgroupns = any(n.get("type") == "cgroup" for n in linux.get("namespaces") or [])
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -127,18 +130,26 @@ def setup(spec, bundle, cgroup_paths, no_pivot=False, before_pivot=None):
         raise RuntimeFailure(f"entering rootfs {rootfs} failed: {e}") from e
     if linux.get("rootfsPropagation"):
         # the new root came from a private bind: give it the asked propagation now
-        S.mount(None, "/", None, prop)
+        try:
+            S.mount(None, "/", None, prop)
+        except OSError as e:
+            raise RuntimeFailure(f"setting rootfsPropagation on the new root failed: {e}") from e
     root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for p in linux.get("readonlyPaths") or []:
-            _readonly_path(root_fd, p)
-        for p in linux.get("maskedPaths") or []:
-            _mask_path(root_fd, p)
+        for key, apply in (("readonlyPaths", _readonly_path), ("maskedPaths", _mask_path)):
+            for p in linux.get(key) or []:
+                try:
+                    apply(root_fd, p)
+                except OSError as e:
+                    raise RuntimeFailure(f"linux.{key}: {p} failed: {e}") from e
     finally:
         os.close(root_fd)
     if (spec.get("root") or {}).get("readonly"):
         flags = mounts.current_flags("/") | S.MS_RDONLY
-        S.mount(None, "/", None, S.MS_BIND | S.MS_REMOUNT | flags)
+        try:
+            S.mount(None, "/", None, S.MS_BIND | S.MS_REMOUNT | flags)
+        except OSError as e:
+            raise RuntimeFailure(f"making the root read-only (root.readonly) failed: {e}") from e
     os.chdir("/")
 
 
@@ -468,9 +479,7 @@ def _readonly_path(root_fd, p):
         os.close(fd)
     fd = paths.open_in_root(root_fd, p)
     try:
-        mounts.remount(_target(fd, p), S.MS_RDONLY | S.MS_REC)
-    except OSError as e:
-        raise RuntimeFailure(f"making {p} read-only failed: {e}") from e
+        mounts.remount(_target(fd, p), S.MS_RDONLY)
     finally:
         os.close(fd)
 
@@ -485,8 +494,6 @@ def _mask_path(root_fd, p):
             S.mount("tmpfs", _target(fd, p), "tmpfs", S.MS_RDONLY)
         else:
             S.mount("/dev/null", _target(fd, p), None, S.MS_BIND)
-    except OSError as e:
-        raise RuntimeFailure(f"masking {p} failed: {e}") from e
     finally:
         os.close(fd)
 
