@@ -55,10 +55,18 @@ def mount_rootfs(mounts, rootfs):
         raise OSError(e.errno, f"mount rootfs for {rootfs}: {e.strerror or e}") from None
 
 
+def is_mount_point(path):
+    """True if something is mounted on path (os.path.ismount misses binds within one filesystem)."""
+    path = os.path.realpath(path)
+    escaped = path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split(" ", 5)[4] == escaped for line in f)
+
+
 def unmount_rootfs(rootfs):
     """Unmount everything stacked on rootfs (nothing if it is not a mount point)."""
     for _ in range(16):
-        if not os.path.ismount(rootfs):
+        if not is_mount_point(rootfs):
             return
         try:
             sc.umount2(rootfs, 0)

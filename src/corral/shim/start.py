@@ -209,11 +209,9 @@ def delete(flags):
                            timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
             print(f"warning: {argv[0]} delete {flags.id}: {e}", file=sys.stderr)
-    rootfs = os.path.join(bundle, "rootfs")
-    if os.path.ismount(rootfs):
-        from corral.shim import mounts
+    from corral.shim import mounts
 
-        mounts.unmount_rootfs(rootfs)
+    mounts.unmount_rootfs(os.path.join(bundle, "rootfs"))
     sys.stdout.buffer.write(delete_response(128 + 9, time.time_ns()))
     sys.stdout.flush()
     return 0

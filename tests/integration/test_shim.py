@@ -1,0 +1,255 @@
+"""The shim on its own: `start`, the Task API over our ttrpc client, events to a stand-in
+daemon endpoint (our ttrpc server), `delete` after a killed shim. The runtime is runc."""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from google.protobuf.any_pb2 import Any
+from google.protobuf.empty_pb2 import Empty
+
+from corral.api.containerd.runc.options.oci_pb2 import Options
+from corral.api.containerd.runtime.v2.task import shim_pb2 as pb
+from corral.api.containerd.services.events.ttrpc.v1.events_pb2 import ForwardRequest
+from corral.api.containerd.types.mount_pb2 import Mount
+from corral.api.containerd.types.task_pb2 import RUNNING, STOPPED
+from corral.busybox import make_bundle, make_rootfs
+from corral.shim.mounts import is_mount_point
+from corral.ttrpc.client import Client
+from corral.ttrpc.errors import FAILED_PRECONDITION, NOT_FOUND, TtrpcError
+from corral.ttrpc.server import Server
+from tests.conftest import venv_tool
+
+TASK = "containerd.task.v2.Task"
+pytestmark = pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")
+
+
+class Shim:
+    """One shim started with `start` in a bundle, plus the events it forwards."""
+
+    def __init__(self, root, cid, args):
+        self.root, self.cid = root, cid
+        self.bundle = os.path.join(root, "bundle")
+        self.runc_root = os.path.join(root, "runc")
+        self.namespace = "corral-test"
+        self.address = os.path.join(root, "daemon.sock")  # only names the shim's socket
+        self.events_sock = os.path.join(root, "events.sock")
+        self.events = []
+        make_bundle(self.bundle, args=args)
+        self.opts = Any(type_url="containerd.runc.v1.Options",
+                        value=Options(binary_name="runc", root=self.runc_root).SerializeToString())
+
+    def argv(self, *args):
+        return [venv_tool("containerd-shim-corral-v2"), "-namespace", self.namespace, "-address", self.address,
+                "-publish-binary", "/bin/false", "-id", self.cid, *args]
+
+    async def start(self):
+        server = Server()
+
+        async def forward(ctx, req):
+            self.events.append((req.envelope.topic, req.envelope.event))
+            return Empty()
+        server.register("containerd.services.events.ttrpc.v1.Events", {"Forward": (ForwardRequest, forward)})
+        await server.serve(self.events_sock)
+        self.events_server = server
+        res = subprocess.run(self.argv("start"), cwd=self.bundle, input=self.opts.SerializeToString(),
+                             capture_output=True, timeout=30, env=dict(os.environ, TTRPC_ADDRESS=self.events_sock))
+        assert res.returncode == 0, res.stderr
+        self.socket = res.stdout.decode()
+        assert self.socket.startswith("unix:///run/containerd/s/")
+        assert open(os.path.join(self.bundle, "address")).read() == self.socket
+        self.pid = int(open(os.path.join(self.bundle, "shim.pid")).read())
+        self.client = await Client.connect(self.socket)
+
+    def call(self, method, req, resp_cls=Empty, timeout=30):
+        return self.client.call(TASK, method, req, resp_cls, timeout=timeout)
+
+    async def close(self):
+        await self.client.close()
+        await self.events_server.close()
+
+    def topics(self):
+        return [t for t, _ in self.events]
+
+
+def cleanup(shim):
+    try:
+        os.kill(shim.pid, signal.SIGKILL)
+    except (ProcessLookupError, AttributeError):
+        pass
+    subprocess.run(["runc", "--root", shim.runc_root, "delete", "--force", shim.cid], capture_output=True)
+    subprocess.run(["umount", "-l", os.path.join(shim.bundle, "rootfs")], capture_output=True)
+
+
+@pytest.fixture
+def shim_env(tmpdir_root):
+    made = []
+
+    def make(args):
+        s = Shim(tmpdir_root, "s" + uuid.uuid4().hex[:10], args)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        cleanup(s)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def wait_gone(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_task_lifecycle_events_and_rootfs_mount(shim_env, tmpdir_root):
+    shim = shim_env(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    lower = make_rootfs(os.path.join(tmpdir_root, "image"))
+    shutil.rmtree(os.path.join(shim.bundle, "rootfs"))
+    log = os.path.join(tmpdir_root, "out.log")
+
+    async def body():
+        await shim.start()
+        try:
+            create = pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle, stdout="file://" + log,
+                                          stderr="file://" + log,
+                                          rootfs=[Mount(type="bind", source=lower, options=["rbind", "rw"])])
+            pid = (await shim.call("Create", create, pb.CreateTaskResponse)).pid
+            assert pid > 0 and is_mount_point(os.path.join(shim.bundle, "rootfs"))
+            state = await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse)
+            assert state.pid == pid and state.bundle == shim.bundle
+            with pytest.raises(TtrpcError) as e:
+                await shim.call("Create", create, pb.CreateTaskResponse)
+            assert e.value.code == 6  # AlreadyExists
+            waiter = asyncio.ensure_future(shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse))
+            assert (await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)).pid == pid
+            waited = await waiter
+            assert waited.exit_status == 3 and waited.exited_at.ToNanoseconds() > 0
+            state = await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse)
+            assert state.status == STOPPED and state.exit_status == 3
+            deleted = await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            assert (deleted.pid, deleted.exit_status) == (pid, 3)
+            assert not is_mount_point(os.path.join(shim.bundle, "rootfs"))
+            with pytest.raises(TtrpcError) as e:
+                await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse)
+            assert e.value.code == NOT_FOUND
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert sorted(open(log).read().split()) == ["err", "out"]
+    assert shim.topics() == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+    assert shim.events[2][1].type_url == "containerd.events.TaskExit"
+    assert wait_gone(shim.pid), "the shim did not exit after Shutdown"
+    assert not os.path.exists(shim.socket[len("unix://"):])
+
+
+def test_exec_kill_and_reaping(shim_env):
+    shim = shim_env(["sleep", "1000"])
+
+    async def body():
+        await shim.start()
+        try:
+            await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle), pb.CreateTaskResponse)
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            spec = json.load(open(os.path.join(shim.bundle, "config.json")))["process"]
+            for exec_id, args in (("e1", ["sh", "-c", "exit 5"]), ("e2", ["sh", "-c", "sleep 100 & exit 0"])):
+                spec["args"] = args
+                await shim.call("Exec", pb.ExecProcessRequest(
+                    id=shim.cid, exec_id=exec_id, spec=Any(type_url="types.containerd.io/opencontainers/"
+                                                           "runtime-spec/1/Process", value=json.dumps(spec).encode())))
+                epid = (await shim.call("Start", pb.StartRequest(id=shim.cid, exec_id=exec_id), pb.StartResponse)).pid
+                assert epid > 0
+                waited = await shim.call("Wait", pb.WaitRequest(id=shim.cid, exec_id=exec_id), pb.WaitResponse)
+                assert waited.exit_status == (5 if exec_id == "e1" else 0)
+                deleted = await shim.call("Delete", pb.DeleteRequest(id=shim.cid, exec_id=exec_id), pb.DeleteResponse)
+                assert deleted.pid == epid
+            pids = await shim.call("Pids", pb.PidsRequest(id=shim.cid), pb.PidsResponse)
+            assert len(pids.processes) == 2  # sleep 1000 and the orphaned sleep 100
+            with pytest.raises(TtrpcError) as e:
+                await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            assert e.value.code == FAILED_PRECONDITION
+            await shim.call("Pause", pb.PauseRequest(id=shim.cid))
+            await shim.call("Resume", pb.ResumeRequest(id=shim.cid))
+            state = await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse)
+            assert state.status == RUNNING
+            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9, all=True))
+            waited = await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            assert waited.exit_status == 137
+            with pytest.raises(TtrpcError) as e:
+                await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
+            assert e.value.code == NOT_FOUND
+            await asyncio.sleep(0.3)
+            assert zombies_of(shim.pid) == []
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert shim.topics() == ["/tasks/create", "/tasks/start",
+                             "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
+                             "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
+                             "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"]
+    assert wait_gone(shim.pid)
+
+
+def zombies_of(ppid):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == ppid:
+            found.append(int(entry))
+    return found
+
+
+def test_delete_after_a_killed_shim(shim_env):
+    shim = shim_env(["sleep", "1000"])
+
+    async def body():
+        await shim.start()
+        try:
+            pid = (await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle),
+                                   pb.CreateTaskResponse)).pid
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            return pid
+        finally:
+            await shim.close()
+    pid = run(body())
+    os.kill(shim.pid, signal.SIGKILL)
+    assert wait_gone(shim.pid)
+    res = subprocess.run(shim.argv("-bundle", shim.bundle, "delete"), cwd=shim.bundle, capture_output=True,
+                         timeout=60, input=b"")
+    assert res.returncode == 0, res.stderr
+    resp = pb.DeleteResponse.FromString(res.stdout)
+    assert resp.exit_status == 137 and resp.exited_at.ToNanoseconds() > 0
+    assert wait_gone(pid), "the container's process survived delete"
+    assert not os.path.exists(os.path.join(shim.runc_root, shim.cid))
+
+
+def test_command_line_errors():
+    shim = venv_tool("containerd-shim-corral-v2")
+    res = subprocess.run([shim, "-v"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and "io.containerd.corral.v2" in res.stdout
+    res = subprocess.run([shim, "-bogus", "start"], capture_output=True, text=True, timeout=30)
+    assert res.returncode != 0 and "not defined: -bogus" in res.stderr
+    res = subprocess.run([shim, "-id", "x", "start"], capture_output=True, text=True, timeout=30,
+                         env={k: v for k, v in os.environ.items() if k != "NAMESPACE"})
+    assert res.returncode == 1 and "-namespace is required" in res.stderr
