@@ -2,28 +2,34 @@
 
 import os
 
-from corral.oci.linux import syscalls as sc
+# syscalls (ctypes) is imported only by the functions that mount: `delete` checks mountinfo
+# first and usually has nothing to unmount
 
-FLAGS = {
-    "ro": (sc.MS_RDONLY, True), "rw": (sc.MS_RDONLY, False),
-    "nosuid": (sc.MS_NOSUID, True), "suid": (sc.MS_NOSUID, False),
-    "nodev": (sc.MS_NODEV, True), "dev": (sc.MS_NODEV, False),
-    "noexec": (sc.MS_NOEXEC, True), "exec": (sc.MS_NOEXEC, False),
-    "sync": (sc.MS_SYNCHRONOUS, True), "async": (sc.MS_SYNCHRONOUS, False),
-    "dirsync": (sc.MS_DIRSYNC, True), "remount": (sc.MS_REMOUNT, True),
-    "noatime": (sc.MS_NOATIME, True), "atime": (sc.MS_NOATIME, False),
-    "nodiratime": (sc.MS_NODIRATIME, True), "diratime": (sc.MS_NODIRATIME, False),
-    "relatime": (sc.MS_RELATIME, True), "norelatime": (sc.MS_RELATIME, False),
-    "strictatime": (sc.MS_STRICTATIME, True),
-    "bind": (sc.MS_BIND, True), "rbind": (sc.MS_BIND | sc.MS_REC, True),
-    "defaults": (0, False),
-}
+
+def _flags():
+    from corral.oci.linux import syscalls as sc
+
+    return {
+        "ro": (sc.MS_RDONLY, True), "rw": (sc.MS_RDONLY, False),
+        "nosuid": (sc.MS_NOSUID, True), "suid": (sc.MS_NOSUID, False),
+        "nodev": (sc.MS_NODEV, True), "dev": (sc.MS_NODEV, False),
+        "noexec": (sc.MS_NOEXEC, True), "exec": (sc.MS_NOEXEC, False),
+        "sync": (sc.MS_SYNCHRONOUS, True), "async": (sc.MS_SYNCHRONOUS, False),
+        "dirsync": (sc.MS_DIRSYNC, True), "remount": (sc.MS_REMOUNT, True),
+        "noatime": (sc.MS_NOATIME, True), "atime": (sc.MS_NOATIME, False),
+        "nodiratime": (sc.MS_NODIRATIME, True), "diratime": (sc.MS_NODIRATIME, False),
+        "relatime": (sc.MS_RELATIME, True), "norelatime": (sc.MS_RELATIME, False),
+        "strictatime": (sc.MS_STRICTATIME, True),
+        "bind": (sc.MS_BIND, True), "rbind": (sc.MS_BIND | sc.MS_REC, True),
+        "defaults": (0, False),
+    }
 
 
 def parse_options(options):
+    table = _flags()
     flags, data = 0, []
     for opt in options:
-        entry = FLAGS.get(opt)
+        entry = table.get(opt)
         if entry is None:
             data.append(opt)
         elif entry[1]:
@@ -35,6 +41,8 @@ def parse_options(options):
 
 def mount_rootfs(mounts, rootfs):
     """Mount each of `mounts` (containerd.types.Mount) on rootfs, undoing all on failure."""
+    from corral.oci.linux import syscalls as sc
+
     os.makedirs(rootfs, exist_ok=True)
     done = 0
     try:
@@ -68,6 +76,8 @@ def unmount_rootfs(rootfs):
     for _ in range(16):
         if not is_mount_point(rootfs):
             return
+        from corral.oci.linux import syscalls as sc
+
         try:
             sc.umount2(rootfs, 0)
         except OSError:
