@@ -30,6 +30,7 @@ if opts.get("userns"):
     for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
         with open("/proc/self/" + name, "w") as f:
             f.write(text)
+hostproc = os.open("/proc", os.O_PATH | os.O_DIRECTORY)
 pid = os.fork()
 if pid == 0:
     try:
@@ -48,6 +49,11 @@ if pid == 0:
         print("ERROR:", repr(e), file=sys.stderr)
     os._exit(3)
 _, status = os.waitpid(pid, 0)
+if opts.get("dump_mounts"):
+    # the mount table of the namespace as seen from the old root (a held fd of the host /proc)
+    sys.stdout.flush()
+    print("===")
+    print(open("self/mountinfo", opener=lambda p, f: os.open(p, f, dir_fd=hostproc)).read(), end="")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -297,9 +303,16 @@ def test_spec_devices_modes_and_owners(bundle):
 
 
 def test_no_pivot_and_before_pivot(bundle):
-    out = ok(bundle, "cat /etc/hostname; cut -d' ' -f5 /proc/self/mountinfo | grep -c '^/$'",
-             no_pivot=True, before_pivot=True)
+    out = ok(bundle, "cat /etc/hostname", no_pivot=True, before_pivot=True, dump_mounts=True)
     assert out.split()[0] == "busybox"
+    outside = [l.split() for l in out.split("===\n")[1].splitlines()]
+    assert len(outside) > 5
+    # no proc or sysfs of the host's left anywhere in the container's mount namespace
+    with open("/proc/self/mountinfo") as f:
+        host = [l.split() for l in f]
+    host_devs = {f[2] for f in host if f[f.index("-") + 1] in ("proc", "sysfs")}
+    left = [f for f in outside if f[f.index("-") + 1] in ("proc", "sysfs") and f[2] in host_devs]
+    assert not left
     assert os.path.exists(os.path.join(bundle, "before-pivot-ran"))
 
 

@@ -456,6 +456,20 @@ def _pivot_root(rootfs):
 
 
 def _move_root(rootfs):
+    # without pivot_root the host's mounts stay below the chroot: detach the host's proc and
+    # sysfs mounts at least (or cover them where that is refused) so no escape finds them
+    for mp, _root, fstype, _o in _mountinfo():
+        if fstype not in ("proc", "sysfs") or paths.inside(mp, rootfs):
+            continue
+        try:
+            S.mount(None, mp, None, S.MS_SLAVE | S.MS_REC)
+            S.umount2(mp, S.MNT_DETACH)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            S.mount("tmpfs", mp, "tmpfs", 0)
     os.chdir(rootfs)
     S.mount(rootfs, "/", None, S.MS_MOVE)
     os.chroot(".")
