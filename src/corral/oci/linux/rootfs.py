@@ -74,6 +74,9 @@ def _check_mount(m, i, bundle):
     where = f"{where} ({dest})"
     if not dest.startswith("/"):
         raise RuntimeFailure(f"{where}: destination must be an absolute path")
+    if m.get("uidMappings") or m.get("gidMappings"):
+        raise RuntimeFailure(f"{where}: uidMappings/gidMappings (id-mapped mounts) are not supported; "
+                             "remove them")
     mounts.check_type(m, where)
     opts = mounts.parse(m, where)
     if opts.bind:
