@@ -179,7 +179,7 @@ def delete_response(exit_status, exited_at_ns, pid=0):
     """containerd.task.v2.DeleteResponse, encoded by hand: `delete` is on containerd's path after
     every task, and importing protobuf would cost more than the rest of the command."""
     seconds, nanos = divmod(exited_at_ns, 1_000_000_000)
-    ts = b"\x08" + _varint(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
+    ts = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
     out = b""
     if pid:
         out += b"\x08" + _varint(pid)
