@@ -46,7 +46,8 @@ def _runtime(ic):
         raise
     rt = RuntimeV2(ic.root, ic.state, cfg["grpc"]["address"], configmod.ttrpc_address(cfg),
                    lambda address, ns, timeout: SyncClient(loop, address, ns, timeout),
-                   publish=exchange.publish)
+                   publish=exchange.publish, start_timeout=float(ic.config.get("shim_start_timeout", 30)),
+                   load_timeout=float(ic.config.get("shim_load_timeout", 5)))
     rt.on_close.append(lambda: loop.run(server.close(), 5))
     rt.on_close.append(loop.close)
     rt.load()
@@ -59,7 +60,9 @@ def registrations():
         Registration(EVENT, "exchange", _exchange),
         Registration(GRPC, "events", _events, requires=[EVENT]),
         Registration(GRPC, "version", _version),
-        Registration(RUNTIME, "task", _runtime, requires=[EVENT]),
+        Registration(RUNTIME, "task", _runtime, requires=[EVENT],
+                     config={"shim_start_timeout": 30.0,   # seconds for `<shim> start` and `delete`
+                             "shim_load_timeout": 5.0}),   # per shim when reconnecting at start-up
         Registration(GRPC, "introspection", _introspection, requires=["*"]),
     ]
     from . import storage_plugins

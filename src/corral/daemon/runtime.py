@@ -72,7 +72,8 @@ class Shim:
 
 
 class RuntimeV2:
-    def __init__(self, root, state, grpc_address, ttrpc_address, connector, publish=None):
+    def __init__(self, root, state, grpc_address, ttrpc_address, connector, publish=None,
+                 start_timeout=START_TIMEOUT, load_timeout=LOAD_TIMEOUT):
         self.root = root
         self.state = state
         self.grpc_address = grpc_address
@@ -81,6 +82,8 @@ class RuntimeV2:
         # .start(...) / .finish(pending) for concurrent calls, and .close()
         self.connector = connector
         self.on_close = []
+        self.start_timeout = start_timeout
+        self.load_timeout = load_timeout
         self.publish = publish or (lambda ns, topic, msg: None)
         self.lock = threading.Lock()
         self.shims = {}  # (ns, id) -> Shim
@@ -165,9 +168,9 @@ class RuntimeV2:
         stdin = options.SerializeToString() if options is not None and options.type_url else b""
         try:
             res = subprocess.run(self._shim_command(binary, ns, cid, "start"), cwd=bundle, input=stdin,
-                                 capture_output=True, timeout=START_TIMEOUT, env=self._shim_env(ns))
+                                 capture_output=True, timeout=self.start_timeout, env=self._shim_env(ns))
         except subprocess.TimeoutExpired:
-            raise Unavailable(f"runtime {runtime}: shim start for {cid} timed out after {START_TIMEOUT}s") from None
+            raise Unavailable(f"runtime {runtime}: shim start for {cid} timed out after {self.start_timeout}s") from None
         if res.returncode != 0:
             raise FailedPrecondition(f"runtime {runtime}: shim start for {cid} failed: "
                                      f"{res.stderr.decode(errors='replace').strip() or res.stdout.decode(errors='replace').strip()}")
@@ -183,7 +186,7 @@ class RuntimeV2:
         try:
             binary = shim_binary(runtime)
             res = subprocess.run(self._shim_command(binary, ns, cid, "delete", bundle), cwd=bundle,
-                                 capture_output=True, timeout=START_TIMEOUT, env=self._shim_env(ns))
+                                 capture_output=True, timeout=self.start_timeout, env=self._shim_env(ns))
             if res.returncode == 0:
                 return shim_pb2.DeleteResponse.FromString(res.stdout)
             log.warning("shim delete of %s/%s failed: %s", ns, cid, res.stderr.decode(errors="replace").strip())
@@ -206,7 +209,7 @@ class RuntimeV2:
             bundle = self._make_bundle(ns, cid, spec)
             self._shim_log(bundle, cid)
             address = self._start_shim(ns, cid, runtime, bundle, options)
-            shim = Shim(ns, cid, bundle, address, runtime, self.connector(address, ns, START_TIMEOUT), self._gone)
+            shim = Shim(ns, cid, bundle, address, runtime, self.connector(address, ns, self.start_timeout), self._gone)
             req = shim_pb2.CreateTaskRequest(id=cid, bundle=bundle, rootfs=rootfs, terminal=terminal,
                                              stdin=stdin, stdout=stdout, stderr=stderr, checkpoint=checkpoint)
             if options is not None and options.type_url:
@@ -295,30 +298,39 @@ class RuntimeV2:
     # -- start-up
 
     def load(self):
-        """Reconnect to every live shim; clean up after dead ones (recording their exit)."""
+        """Reconnect to every live shim; clean up after dead ones (recording their exit).
+        Shims are probed concurrently, each within load_timeout, so a stuck one cannot stall
+        the daemon's start."""
         if not os.path.isdir(self.state):
             return
+        found = []
         for ns in sorted(os.listdir(self.state)):
             nsdir = os.path.join(self.state, ns)
-            if not os.path.isdir(nsdir):
-                continue
-            for cid in sorted(os.listdir(nsdir)):
-                bundle = os.path.join(nsdir, cid)
-                address = _read(os.path.join(bundle, "address"))
-                runtime = _read(os.path.join(bundle, "runtime")) or "io.containerd.runc.v2"
-                try:
-                    if not address:
-                        raise ConnectionError("no address file")
-                    client = self.connector(address, ns, LOAD_TIMEOUT)
-                    shim = Shim(ns, cid, bundle, address, runtime, client, self._gone)
-                    shim.call("Connect", shim_pb2.ConnectRequest(id=cid), shim_pb2.ConnectResponse, timeout=LOAD_TIMEOUT)
-                    self._shim_log(bundle, cid)
-                    with self.lock:
-                        self.shims[(ns, cid)] = shim
-                    log.info("reconnected to the shim of %s/%s", ns, cid)
-                except Exception as e:
-                    log.info("shim of %s/%s is gone (%s): cleaning up", ns, cid, e)
-                    self._cleanup_dead(ns, cid, runtime, bundle)
+            if os.path.isdir(nsdir):
+                found += [(ns, cid) for cid in sorted(os.listdir(nsdir))]
+        if not found:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=min(16, len(found)), thread_name_prefix="shim-load") as pool:
+            list(pool.map(lambda item: self._load_one(*item), found))
+
+    def _load_one(self, ns, cid):
+        bundle = self._bundle(ns, cid)
+        address = _read(os.path.join(bundle, "address"))
+        runtime = _read(os.path.join(bundle, "runtime")) or "io.containerd.runc.v2"
+        try:
+            if not address:
+                raise ConnectionError("no address file")
+            client = self.connector(address, ns, self.load_timeout)
+            shim = Shim(ns, cid, bundle, address, runtime, client, self._gone)
+            shim.call("Connect", shim_pb2.ConnectRequest(id=cid), shim_pb2.ConnectResponse, timeout=self.load_timeout)
+            self._shim_log(bundle, cid)
+            with self.lock:
+                self.shims[(ns, cid)] = shim
+            log.info("reconnected to the shim of %s/%s", ns, cid)
+        except Exception as e:
+            log.info("shim of %s/%s is gone (%s): cleaning up", ns, cid, e)
+            self._cleanup_dead(ns, cid, runtime, bundle)
 
     def close(self):
         """Disconnect from the shims; they and their containers keep running."""

@@ -39,7 +39,8 @@ GC = "io.containerd.gc.v1"
 
 def _gc(ic):
     from .gcsched import Collector
-    return Collector(ic.get(METADATA), ic.get(CONTENT), ic.get_by_type(SNAPSHOTTER))
+    return Collector(ic.get(METADATA), ic.get(CONTENT), ic.get_by_type(SNAPSHOTTER),
+                     delay=float(ic.config.get("delay", 1.0)))
 
 
 def _changed(ic):
@@ -161,7 +162,8 @@ def registrations():
         Registration(METADATA, "sqlite", _metadata_db, requires=[CONTENT, SNAPSHOTTER]),
         Registration(SERVICE, "snapshots-service", _snapshots_local, requires=[SNAPSHOTTER, METADATA, EVENT, GC]),
         Registration(GRPC, "snapshots", _grpc("snapshots-service", "snapshots", "SnapshotsService"), requires=[SERVICE]),
-        Registration(GC, "scheduler", _gc, requires=[METADATA, CONTENT, SNAPSHOTTER]),
+        Registration(GC, "scheduler", _gc, requires=[METADATA, CONTENT, SNAPSHOTTER],
+                     config={"delay": 1.0}),  # seconds after the last deletion before a GC pass
         Registration(SERVICE, "namespaces-service", _local("namespaces"), requires=[METADATA, EVENT]),
         Registration(SERVICE, "containers-service", _local("containers"), requires=[METADATA, EVENT, GC]),
         Registration(SERVICE, "images-service", _local("images"), requires=[METADATA, EVENT, GC]),
