@@ -271,3 +271,20 @@ def test_many_containers_leave_nothing_behind(ctrd, cid):
         if fields[0] == "Z" and int(fields[1]) == ctrd.proc.pid:
             zombies.append(entry)
     assert zombies == []
+
+
+def test_oom_event(ctrd, cid):
+    events = subprocess.Popen(["ctr", "--address", ctrd.sock, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        res = run(ctrd, "--rm", "--memory-limit", str(32 << 20), ctrd.image, cid, "tail", "/dev/zero",
+                  check=False, timeout=120)
+        assert res.returncode == 137, res.stderr
+        time.sleep(0.5)
+    finally:
+        events.terminate()
+        out = events.communicate(timeout=10)[0]
+        remove(ctrd, cid)
+    topics = [w for line in out.splitlines() if cid in line for w in line.split()[:6] if w.startswith("/tasks/")]
+    assert "/tasks/oom" in topics, out
+    assert topics.index("/tasks/oom") < topics.index("/tasks/delete")

@@ -63,6 +63,9 @@ class TaskService:
         self.namespace = namespace
         self.on_empty = on_empty  # called when Shutdown finds no container left
         self.containers = {}
+        from corral.shim.oom import OOMWatcher
+
+        self.oom = OOMWatcher(loop, lambda cid: publisher.publish("/tasks/oom", ev.TaskOOM(container_id=cid)))
 
     def methods(self):
         m = {}
@@ -118,6 +121,7 @@ class TaskService:
             if c.rootfs_mounted:
                 mounts.unmount_rootfs(rootfs)
             raise
+        self.oom.watch(c.id, pid)
         event = ev.TaskCreate(container_id=c.id, bundle=c.bundle, rootfs=req.rootfs, pid=pid,
                               io=ev.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
                                            terminal=req.terminal))
@@ -159,6 +163,8 @@ class TaskService:
                 await asyncio.wait_for(proc.io.done.wait(), 2)
             except asyncio.TimeoutError:
                 pass
+        if not proc.exec_id:
+            self.oom.exited(c.id)
         event = ev.TaskExit(container_id=c.id, id=proc.exec_id or c.id, pid=proc.pid,
                             exit_status=proc.exit_status)
         _ts(event.exited_at, proc.exited_at)
@@ -226,6 +232,7 @@ class TaskService:
                 e.io.close()
         if proc.io:
             proc.io.close()
+        self.oom.remove(c.id)
         if c.rootfs_mounted:
             mounts.unmount_rootfs(os.path.join(c.bundle, "rootfs"))
         del self.containers[c.id]
