@@ -79,3 +79,43 @@ def test_same_digests_and_sizes_as_containerd(env):
         assert [r[0] for r in rows(d, "snapshots", "ls")] == [r[0] for r in rows(real, "snapshots", "ls")]
     finally:
         real.cleanup()
+
+
+def test_pull_interrupted_by_kill_resumes(env, tmp_path):
+    """kill -9 of corrald during a pull; after a restart the same pull completes (the partial
+    ingest is resumed or replaced) and nothing half-made stays behind."""
+    import glob
+    import signal
+    import subprocess
+    import time
+    from tests.helpers.imagebuild import Image, busybox_layer, layer
+    d, ref, _ = env
+    big = layer([("file", "big.bin", os.urandom(96 << 20))])
+    img = Image([busybox_layer(), big], compression="")
+    host = ref.split("/", 1)[0]
+    img.push(host, "corral/big", "v1")
+    big_ref = f"{host}/corral/big:v1"
+    ingest = os.path.join(d.root, "io.containerd.content.v1.content", "ingest")
+    pull = subprocess.Popen(["ctr", "--address", d.sock, "-n", "killpull", "images", "pull", "--plain-http",
+                             big_ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(ingest, "*", "data"))]
+            if any(s > (8 << 20) for s in sizes):
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("the pull never started writing")
+        d.stop(signal.SIGKILL)
+    finally:
+        pull.kill()
+        pull.wait(10)
+    d.start()
+    d.ctr("images", "pull", "--plain-http", big_ref, namespace="killpull", timeout=300)
+    assert img.digest in d.ctr("images", "ls", namespace="killpull").stdout
+    check = d.ctr("images", "check", namespace="killpull").stdout
+    assert "complete" in check and check.split()[-1] == "true"
+    assert d.ctr("content", "active", namespace="killpull").stdout.split()[:1] in ([], ["REF"])
+    res = d.ctr("run", "--rm", big_ref, "bigrun", "sh", "-c", "wc -c < /big.bin", namespace="killpull")
+    assert res.stdout.strip() == str(96 << 20)
