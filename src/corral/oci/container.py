@@ -1,13 +1,32 @@
 """Container lifecycle on the runtime side: create, start, kill, delete."""
 
 import os
-import shutil
-import signal
-import socket
 import time
 
 from corral.oci import state as statelib
 from corral.oci.errors import RuntimeFailure
+
+SIGKILL = 9
+
+
+def remove_state_dir(path):
+    """Remove a container's state directory (flat: state.json, the FIFO, temp files)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except IsADirectoryError:
+            import shutil
+            shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def _now_rfc3339():
@@ -77,6 +96,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
     from corral.oci import spec as speclib
     from corral.oci.init import Setup, preload, recv, send, stage1
     from corral.oci.linux import namespaces
+    import _socket  # the C module: `socket` costs milliseconds of enum set-up
 
     statelib.check_id(container_id)
     spec, bundle, rootfs = speclib.load(bundle)
@@ -118,7 +138,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         if process.get("terminal") and console_sock is None:
             console_sock = own_console = __import__("corral.oci.console", fromlist=["connect"]).connect(console_socket)
         preload(process, spec)
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         setup = Setup(spec, bundle, rootfs, container_id, opened, fifo_fd,
                       console_sock if process.get("terminal") else None, no_pivot, preserve_fds,
                       manager.paths() if manager is not None else {})
@@ -173,13 +193,13 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
     except BaseException:
         if stage1_pid:
             try:
-                os.kill(stage1_pid, signal.SIGKILL)
+                os.kill(stage1_pid, SIGKILL)
             except OSError:
                 pass
             os.waitpid(stage1_pid, 0)
         if c.pid:
             try:
-                os.kill(c.pid, signal.SIGKILL)
+                os.kill(c.pid, SIGKILL)
             except OSError:
                 pass
             wait_gone(c.pid, c.start_time)
@@ -188,7 +208,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
                 manager.destroy()
             except Exception:
                 pass
-        shutil.rmtree(cdir, ignore_errors=True)
+        remove_state_dir(cdir)
         raise
     finally:
         namespaces.close_all(opened)
@@ -245,6 +265,8 @@ def start(ctx, container_id):
 
 def parse_signal(text):
     """A signal from a name (KILL, SIGKILL, kill) or a number."""
+    import signal
+
     t = text.strip().upper()
     if t.isdigit():
         n = int(t)
@@ -274,7 +296,7 @@ def kill(ctx, container_id, sig, all_processes=False):
     mgr = c.cgroup_manager()
     if all_processes and mgr is not None:
         pids = mgr.pids()
-        if sig == signal.SIGKILL and status == "paused":
+        if sig == SIGKILL and status == "paused":
             _signal_all(pids, sig)
             mgr.thaw()
             return
@@ -300,7 +322,7 @@ def delete(ctx, container_id, force=False):
     except RuntimeFailure:
         cdir = os.path.join(ctx.root, container_id)
         if force and os.path.isdir(cdir) and container_id not in (".", ".."):
-            shutil.rmtree(cdir, ignore_errors=True)  # a state dir left without state.json
+            remove_state_dir(cdir)  # a state dir left without state.json
             return
         raise
     status = c.status()
@@ -315,7 +337,7 @@ def delete(ctx, container_id, force=False):
                 pids = mgr.pids()
             except Exception:
                 pids = []
-        _signal_all([p for p in pids if p != c.pid] + [c.pid], signal.SIGKILL)
+        _signal_all([p for p in pids if p != c.pid] + [c.pid], SIGKILL)
         if status == "paused" and mgr is not None:
             mgr.thaw()
         if not wait_gone(c.pid, c.start_time):
@@ -329,4 +351,4 @@ def delete(ctx, container_id, force=False):
             warn(ctx, str(e))
     if mgr is not None:
         mgr.destroy()
-    shutil.rmtree(c.dir, ignore_errors=True)
+    remove_state_dir(c.dir)

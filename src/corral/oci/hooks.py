@@ -3,7 +3,6 @@ optional timeout (seconds) after which it is killed and counts as failed."""
 
 import json
 import os
-import signal
 import time
 
 from corral.oci.errors import RuntimeFailure
@@ -77,7 +76,7 @@ def _wait(pid, timeout):
         if done:
             return status
         if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, 9)  # SIGKILL
             os.waitpid(pid, 0)
             return None
         time.sleep(delay)

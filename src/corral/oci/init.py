@@ -12,7 +12,8 @@ Messages to the parent go over a SOCK_SEQPACKET socket as small JSON objects; an
 
 import json
 import os
-import signal
+
+import _signal  # the C module: `signal` builds enums we do not need
 
 from corral.oci.errors import RuntimeFailure
 from corral.oci.linux import namespaces
@@ -228,10 +229,13 @@ def exec_process(exe, args, env, preserve_fds, last_step):
         except OSError:
             pass
     os.closerange(3 + preserve_fds, 1 << 20)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                signal.SIGQUIT, signal.SIGCHLD, signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in _signal.valid_signals():
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):
+            try:
+                _signal.signal(sig, _signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     last_step()
     try:
         os.execve(exe, args, dict(e.split("=", 1) for e in env))

@@ -120,7 +120,7 @@ class Container:
                          owner=self.owner)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(json.dumps(self.data))  # dumps uses the C encoder, dump does not
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
 

@@ -1,7 +1,7 @@
 import argparse
 import json
 import os
-import socket
+import _socket
 
 from corral.oci import container, state
 from corral.oci.errors import RuntimeFailure
@@ -104,13 +104,13 @@ def run(ctx, args):
         elif args.detach:
             raise RuntimeFailure("exec --tty --detach needs --console-socket")
         else:
-            console_sock, own_pty = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_sock, own_pty = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     if not args.detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     preload(process)
     kinds = [ns["type"] for ns in linux.get("namespaces") or []]
     opened = namespaces.open_process(c.pid, kinds)
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     pid = 0
     master = None
     try:

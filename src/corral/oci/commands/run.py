@@ -1,5 +1,6 @@
 import os
-import signal
+
+import _signal  # the C module: `signal` builds enums we do not need
 
 from corral.oci import container
 from corral.oci.errors import RuntimeFailure
@@ -100,8 +101,8 @@ def _wait(pid):
             return status
 
 
-FORWARDED = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
-                                                      signal.SIGWINCH, signal.SIGURG)]
+FORWARDED = sorted(_signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD,
+                                               _signal.SIGWINCH, _signal.SIGURG})
 
 
 def _forward_signals(pid, master):
@@ -115,11 +116,11 @@ def _forward_signals(pid, master):
     old = {}
     for s in FORWARDED:
         try:
-            old[s] = signal.signal(s, forward)
+            old[s] = _signal.signal(s, forward)
         except (OSError, ValueError):
             pass
 
     def restore():
         for s, h in old.items():
-            signal.signal(s, h)
+            _signal.signal(s, h)
     return restore
