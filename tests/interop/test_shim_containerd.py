@@ -117,6 +117,8 @@ def test_detached_lifecycle(ctrd, cid):
         ps = ctrd.ctr("tasks", "ps", cid).stdout.splitlines()
         assert ps[0].split()[0] == "PID" and len(ps) == 3, ps
         assert any("e2" in line for line in ps), ps  # exec processes carry their exec id
+        metrics = ctrd.ctr("tasks", "metrics", "--format", "json", cid).stdout
+        assert '"pids"' in metrics and '"memory"' in metrics, metrics
         ctrd.ctr("tasks", "pause", cid)
         wait_for(lambda: task_status(ctrd, cid) == "PAUSED", "PAUSED")
         ctrd.ctr("tasks", "resume", cid)

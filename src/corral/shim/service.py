@@ -341,8 +341,15 @@ class TaskService:
         return Empty()
 
     async def stats(self, ctx, req):
-        self._container(req.id)
-        raise TtrpcError(UNIMPLEMENTED, "stats: not implemented by corral's shim yet")
+        from corral.shim.stats import metrics
+
+        c = self._container(req.id)
+        if c.init.status == STOPPED or not c.init.pid:
+            raise TtrpcError(FAILED_PRECONDITION, f"stats: container {c.id} is not running")
+        try:
+            return pb.StatsResponse(stats=metrics(c.init.pid))
+        except OSError as e:
+            raise TtrpcError(FAILED_PRECONDITION, f"stats of container {c.id}: {e}") from None
 
     async def checkpoint(self, ctx, req):
         raise TtrpcError(UNIMPLEMENTED, "checkpoint is not supported by corral's shim")
