@@ -1,0 +1,164 @@
+"""corral-runc's cgroup verbs on real containers: limits seen from inside, a pids limit that
+makes fork fail, pause/resume, update (flags and --resources), events, ps; bad values refused
+with one line and nothing left behind."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from corral.oci.linux import cgroups
+from tests.helpers.oci_runtime import leftovers, rt  # noqa: F401
+
+V1 = cgroups.layout().kind == "v1"
+
+
+def _spec(cid, resources):
+    def change(spec):
+        spec["linux"]["cgroupsPath"] = f"/corral-test/{cid}"
+        spec["linux"]["resources"] = resources
+    return change
+
+
+def _inside(rt, cid, path):
+    return rt.ok("exec", cid, "cat", path).stdout.strip()
+
+
+def _host(cid, ctrl, name):
+    base = f"/sys/fs/cgroup/{ctrl}/corral-test/{cid}" if V1 else f"/sys/fs/cgroup/corral-test/{cid}"
+    with open(os.path.join(base, name)) as f:
+        return f.read().strip()
+
+
+@pytest.fixture
+def running(rt, cid):
+    """A running `sleep` container with limits; deleted (by rt) at the end."""
+    res = {"memory": {"limit": 64 << 20}, "pids": {"limit": 10}, "cpu": {"shares": 300},
+           "devices": [{"allow": False, "access": "rwm"}]}
+    bundle = rt.bundle(args=["sleep", "1000"], changes=_spec(cid, res))
+    rt.ok("create", "--bundle", bundle, cid)
+    rt.ok("start", cid)
+    yield rt.state(cid)
+    rt("delete", "--force", cid)
+    assert leftovers(rt.tmp, cid) == []
+
+
+def test_limits_seen_from_inside(rt, cid, running):
+    if V1:
+        assert _inside(rt, cid, "/sys/fs/cgroup/memory/memory.limit_in_bytes") == str(64 << 20)
+        assert _inside(rt, cid, "/sys/fs/cgroup/pids/pids.max") == "10"
+        assert _inside(rt, cid, "/sys/fs/cgroup/cpu/cpu.shares") == "300"
+    else:
+        assert _inside(rt, cid, "/sys/fs/cgroup/memory.max") == str(64 << 20)
+        assert _inside(rt, cid, "/sys/fs/cgroup/pids.max") == "10"
+        assert _inside(rt, cid, "/sys/fs/cgroup/cpu.weight") == "12"
+    # devices: everything denied but the default set
+    res = rt("exec", cid, "sh", "-c", "echo x > /dev/null && echo null-ok; "
+             "mknod /tmp/kmsg c 1 11 && cat /tmp/kmsg")
+    assert "null-ok" in res.stdout and res.returncode != 0 and "ermitted" in res.stderr
+
+
+def test_pids_limit_makes_fork_fail_inside(rt, cid):
+    script = "i=0; while [ $i -lt 8 ]; do sleep 2 & i=$((i+1)); done; echo started"
+    bundle = rt.bundle(args=["sh", "-c", script], changes=_spec(cid, {"pids": {"limit": 4}}))
+    res = rt("run", "--bundle", bundle, cid, timeout=60)
+    assert "can't fork" in res.stderr or "Resource temporarily unavailable" in res.stderr
+    rt("delete", "--force", cid)
+    assert leftovers(rt.tmp, cid) == []
+
+
+def test_pause_resume_ps(rt, cid, running):
+    pid = running["pid"]
+    assert json.loads(rt.ok("ps", "--format", "json", cid).stdout) == [pid]
+    table = rt.ok("ps", cid).stdout.splitlines()
+    assert table[0].split()[:2] == ["UID", "PID"] and len(table) == 2 and table[1].split()[1] == str(pid)
+    table = rt.ok("ps", cid, "--", "-o", "pid,comm").stdout.splitlines()
+    assert table[1].split() == [str(pid), "sleep"]
+
+    rt.ok("pause", cid)
+    assert rt.state(cid)["status"] == "paused"
+    if V1:
+        assert _host(cid, "freezer", "freezer.state") == "FROZEN"
+    else:
+        assert _host(cid, "", "cgroup.freeze") == "1"
+    res = rt("pause", cid)
+    assert res.returncode == 1 and res.stderr.strip().endswith("it is paused, not running")
+    rt.ok("resume", cid)
+    assert rt.state(cid)["status"] == "running"
+    res = rt("resume", cid)
+    assert res.returncode == 1 and res.stderr.strip().endswith("it is running, not paused")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_update_flags_and_resources_persist(rt, cid, running):
+    rt.ok("update", "--memory", "100m", "--pids-limit", "7", "--cpu-share", "512", cid)
+    if V1:
+        assert _host(cid, "memory", "memory.limit_in_bytes") == str(100 << 20)
+        assert _host(cid, "pids", "pids.max") == "7"
+        assert _host(cid, "cpu", "cpu.shares") == "512"
+        assert _inside(rt, cid, "/sys/fs/cgroup/memory/memory.limit_in_bytes") == str(100 << 20)
+    else:
+        assert _host(cid, "", "memory.max") == str(100 << 20)
+        assert _host(cid, "", "pids.max") == "7"
+    rt.ok("update", "-r", "-", cid, input=json.dumps({"pids": {"limit": 9}, "cpu": {"quota": 20000,
+                                                                                      "period": 100000}}))
+    assert _host(cid, "pids", "pids.max") == "9"
+    if V1:
+        assert _host(cid, "cpu", "cpu.cfs_quota_us") == "20000"
+    with open(os.path.join(rt.root, cid, "state.json")) as f:
+        saved = json.load(f)["config"]["linux"]["resources"]
+    assert saved["memory"]["limit"] == 100 << 20 and saved["pids"]["limit"] == 9
+    assert saved["cpu"] == {"shares": 512, "quota": 20000, "period": 100000}
+    # refused with one line, nothing changed
+    for args, words in ((["--memory", "lots"], "not a size"), (["--pids-limit", "x"], "not an integer"),
+                        (["--blkio-weight", "5"], "blockIO.weight")):
+        res = rt("update", *args, cid)
+        assert res.returncode == 1 and words in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = rt("update", "-r", "-", cid, input="{not json")
+    assert res.returncode == 1 and "not valid JSON" in res.stderr
+    assert _host(cid, "pids", "pids.max") == "9"
+
+
+def test_events_stats_and_stream(rt, cid, running):
+    ev = json.loads(rt.ok("events", "--stats", cid).stdout)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    data = ev["data"]
+    assert data["pids"] == {"current": 1, "limit": 10}
+    assert data["memory"]["usage"]["limit"] == 64 << 20
+    assert data["cpu"]["usage"]["total"] > 0
+    assert set(data) >= {"cpu", "memory", "pids", "blkio", "hugetlb"}
+    # the stream: one line per interval until the container is gone
+    p = subprocess.Popen([rt.binary, "--root", rt.root, "events", "--interval", "200ms", cid],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [json.loads(p.stdout.readline()) for _ in range(3)]
+        assert [e["type"] for e in lines] == ["stats"] * 3
+        rt.ok("kill", cid, "KILL")
+        p.wait(timeout=15)
+        assert p.returncode == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    res = rt("events", "--stats", cid)
+    assert res.returncode == 1 and "stopped" in res.stderr
+
+
+def test_bad_resources_refused_leave_nothing(rt, cid):
+    for res, words in (({"memory": {"limit": "64m"}}, "memory.limit"),
+                       ({"devices": [{"allow": "yes"}]}, "devices[0].allow"),
+                       ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}, "hugetlb")):
+        if "hugepageLimits" in res and "hugetlb" in cgroups.layout().controllers():
+            continue
+        bundle = rt.bundle(args=["true"], changes=_spec(cid, res))
+        out = rt("create", "--bundle", bundle, cid)
+        assert out.returncode == 1 and words in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        assert not os.path.exists(os.path.join(rt.root, cid))
+        assert leftovers(rt.tmp, cid) == []
+    if V1:
+        bundle = rt.bundle(args=["true"], changes=_spec(cid, {"unified": {"memory.high": "1"}}))
+        out = rt("create", "--bundle", bundle, cid)
+        assert out.returncode == 1 and "cgroup v1" in out.stderr
+        assert leftovers(rt.tmp, cid) == []
