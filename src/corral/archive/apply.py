@@ -15,7 +15,6 @@ import errno
 import os
 import shutil
 import stat
-import tarfile
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -171,7 +170,7 @@ class Applier:
     # --- entries ---------------------------------------------------------------------------
 
     def apply(self, tar):
-        """Apply every member of an open tarfile (stream mode is fine). Returns the count."""
+        """Apply every member of a TarStream (or an open tarfile). Returns the count."""
         for member in tar:
             self._entry(tar, member)
             self.count += 1
@@ -371,12 +370,12 @@ def apply_tar(fileobj, target, mode="native", lowers=()):
     """Apply the uncompressed tar stream `fileobj` onto `target`; returns the Applier (.count,
     .root_entry). Raises UnsafeLayerError for a hostile or broken layer (the caller discards
     the target)."""
+    from corral.archive.tarstream import TarStream, TarStreamError
     applier = Applier(target, mode, lowers)
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2, bufsize=CHUNK) as tar:
-            applier.apply(tar)
-            return applier
-    except (tarfile.ReadError, EOFError) as e:
+        applier.apply(TarStream(fileobj))
+        return applier
+    except (TarStreamError, EOFError) as e:
         raise UnsafeLayerError(f"layer is not a valid or complete tar: {e}") from None
     finally:
         applier.close()
