@@ -60,9 +60,9 @@ class Shim:
         """Send a call without waiting for it (calls to many shims then run concurrently)."""
         return self.client.start(SHIM_SERVICE, method, request.SerializeToString(), timeout)
 
-    def finish(self, pending, response_cls):
+    def finish(self, pending, response_cls, alive=None):
         try:
-            data = self.client.finish(pending)
+            data = self.client.finish(pending, alive)
         except Unavailable as e:
             if self.on_gone is None or not _is_gone(e):
                 raise

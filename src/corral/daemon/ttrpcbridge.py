@@ -90,8 +90,17 @@ class SyncClient:
         coro = self._client.call(service, method, _Raw(data), _RawResponse, timeout=timeout, metadata=self.metadata)
         return asyncio.run_coroutine_threadsafe(coro, self._loop.loop), method, timeout
 
-    def finish(self, pending):
+    def finish(self, pending, alive=None):
+        """The call's answer. With alive(), a call without timeout is given up (cancelled)
+        as soon as alive() turns false, e.g. when the gRPC client went away."""
         fut, method, timeout = pending
+        if alive is not None and timeout is None:
+            import concurrent.futures
+            while not fut.done():
+                if not alive():
+                    fut.cancel()
+                    raise errors.Unavailable(f"shim {method}: the caller went away")
+                concurrent.futures.wait([fut], timeout=0.5)
         try:
             return fut.result(None if timeout is None else timeout + 2)
         except self._closed_error as e:

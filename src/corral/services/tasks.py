@@ -121,9 +121,11 @@ class Tasks:
             out.append(metrics_pb2.Metric(timestamp=ts(time.time()), id=shim.id, data=stats))
         return out
 
-    def wait(self, ns, cid, exec_id=""):
-        resp = self.shim(ns, cid).call("Wait", shim_pb2.WaitRequest(id=cid, exec_id=exec_id), shim_pb2.WaitResponse,
-                                       timeout=WAIT_FOREVER)
+    def wait(self, ns, cid, exec_id="", alive=None):
+        """Block until the process exits; alive() tells when the caller gave up waiting."""
+        shim = self.shim(ns, cid)
+        pending = shim.start("Wait", shim_pb2.WaitRequest(id=cid, exec_id=exec_id), timeout=WAIT_FOREVER)
+        resp = shim.finish(pending, shim_pb2.WaitResponse, alive)
         return tasks_pb2.WaitResponse(exit_status=resp.exit_status, exited_at=resp.exited_at)
 
 
@@ -205,7 +207,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
 
     @rpc
     def Wait(self, request, context):
-        return self.local.wait(namespace(context), request.container_id, request.exec_id)
+        return self.local.wait(namespace(context), request.container_id, request.exec_id, context.is_active)
 
     def add_to_server(self, server):
         tasks_pb2_grpc.add_TasksServicer_to_server(self, server)
