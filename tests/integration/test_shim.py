@@ -253,3 +253,55 @@ def test_command_line_errors():
     res = subprocess.run([shim, "-id", "x", "start"], capture_output=True, text=True, timeout=30,
                          env={k: v for k, v in os.environ.items() if k != "NAMESPACE"})
     assert res.returncode == 1 and "-namespace is required" in res.stderr
+
+
+def test_stdin_fifo_close_io_and_update(shim_env, tmpdir_root):
+    """stdin and stdout as FIFOs (the way containerd's clients make them); CloseIO gives EOF."""
+    shim = shim_env(["sleep", "1000"])
+    fifo_in, fifo_out = os.path.join(tmpdir_root, "in"), os.path.join(tmpdir_root, "out")
+    os.mkfifo(fifo_in)
+    os.mkfifo(fifo_out)
+
+    async def body():
+        await shim.start()
+        w = os.open(fifo_in, os.O_RDWR)
+        r = os.open(fifo_out, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle), pb.CreateTaskResponse)
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            await shim.call("Update", pb.UpdateTaskRequest(id=shim.cid, resources=Any(
+                type_url="types.containerd.io/opencontainers/runtime-spec/1/LinuxResources",
+                value=json.dumps({"pids": {"limit": 50}}).encode())))
+            spec = json.load(open(os.path.join(shim.bundle, "config.json")))["process"]
+            spec["args"] = ["sh", "-c", "tr a-z A-Z; echo done"]
+            await shim.call("Exec", pb.ExecProcessRequest(id=shim.cid, exec_id="cat", stdin=fifo_in, stdout=fifo_out,
+                                                          stderr=fifo_out, spec=Any(value=json.dumps(spec).encode())))
+            await shim.call("Start", pb.StartRequest(id=shim.cid, exec_id="cat"), pb.StartResponse)
+            os.write(w, b"hello fifo\n")
+            waiter = asyncio.ensure_future(shim.call("Wait", pb.WaitRequest(id=shim.cid, exec_id="cat"),
+                                                     pb.WaitResponse))
+            await asyncio.sleep(0.3)
+            assert not waiter.done()
+            await shim.call("CloseIO", pb.CloseIORequest(id=shim.cid, exec_id="cat", stdin=True))
+            assert (await waiter).exit_status == 0
+            out = b""
+            for _ in range(50):
+                try:
+                    chunk = os.read(r, 4096)
+                except BlockingIOError:
+                    chunk = None
+                if chunk == b"":
+                    break
+                out += chunk or b""
+                await asyncio.sleep(0.05)
+            assert out == b"HELLO FIFO\ndone\n"
+            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
+            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            os.close(w)
+            os.close(r)
+            await shim.close()
+    run(body())
+    assert wait_gone(shim.pid)

@@ -5,12 +5,15 @@ ctr passes runtime options to shims other than runc's); set CORRAL_SHIM_TEST_BIN
 another runc-compatible binary (corral-runc, crun). CORRAL_SHIM_LOOP sets the load loop's size.
 """
 
+import fcntl
 import os
 import pty
 import select
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -178,9 +181,10 @@ def test_log_uris(ctrd, cid, tmpdir_root):
 def test_terminal(ctrd, cid):
     """ctr run -t needs a terminal on its own stdin: give it a pty."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # ctr sends it as ResizePty
     proc = subprocess.Popen(["ctr", "--address", ctrd.sock, "run", "--rm", "-t", "--runtime", RUNTIME,
                              "--runtime-config-path", ctrd.runtime_config, ctrd.image, cid,
-                             "sh", "-c", "stty size; tty; exit 5"],
+                             "sh", "-c", "sleep 0.5; stty size; tty; exit 5"],  # ctr resizes after Start
                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
     out = b""
@@ -199,7 +203,7 @@ def test_terminal(ctrd, cid):
             proc.wait()
         os.close(master)
         remove(ctrd, cid)
-    assert b"/dev/pts/" in out, out
+    assert b"/dev/pts/" in out and b"30 100" in out, out
 
 
 def test_grouping_by_sandbox_annotation(ctrd, cid):
@@ -290,3 +294,12 @@ def test_oom_event(ctrd, cid):
     topics = [w for line in out.splitlines() if cid in line for w in line.split()[:6] if w.startswith("/tasks/")]
     assert "/tasks/oom" in topics, out
     assert topics.index("/tasks/oom") < topics.index("/tasks/delete")
+
+
+def test_default_runtime_is_corral_runc(ctrd, cid):
+    """No runtime options: the shim runs corral-runc."""
+    if not shutil.which("corral-runc"):
+        pytest.skip("corral-runc is not on PATH (scripts/setup.sh)")
+    res = ctrd.ctr("run", "--rm", "--runtime", RUNTIME, ctrd.image, cid, "sh", "-c", "echo via-default; exit 4",
+                   check=False)
+    assert (res.returncode, res.stdout) == (4, "via-default\n"), res.stderr
