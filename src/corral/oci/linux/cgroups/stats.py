@@ -69,6 +69,10 @@ def v1(mgr):
                 cs[key] = sorted(parse_cpu_list(fs.read(d, f).strip()))
             except (OSError, ValueError):
                 pass
+        for key in ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate",
+                    "memory_spread_page", "memory_spread_slab", "memory_pressure",
+                    "sched_load_balance", "sched_relax_domain_level"):
+            cs[key] = fs.read_int(d, "cpuset." + key)
         s["cpuset"] = cs
     d = mgr.dir("memory")
     if d:
@@ -101,7 +105,7 @@ def v1(mgr):
                 s["hugetlb"][size] = {"usage": fs.read_int(d, f"hugetlb.{size}.usage_in_bytes"),
                                       "max": fs.read_int(d, f"hugetlb.{size}.max_usage_in_bytes"),
                                       "failcnt": fs.read_int(d, f"hugetlb.{size}.failcnt")}
-    return s
+    return omit_empty(s)
 
 
 def v2(path):
@@ -154,4 +158,39 @@ def v2(path):
             s["hugetlb"][size] = {"usage": fs.read_int(path, name),
                                   "max": fs.read_int(path, f"hugetlb.{size}.max"),
                                   "failcnt": ev.get("max", 0)}
+    return omit_empty(s)
+
+
+# fields runc leaves out when zero or empty (Go's omitempty), by the object they sit in
+_OMIT = {
+    "usage@cpu": {"total", "percpu", "percpu_kernel", "percpu_user"},
+    "throttling": {"periods", "throttled_periods", "throttled_time"},
+    "cpuset": {"cpus", "mems"},
+    "entry": {"usage", "max"},
+    "memory": {"cache", "raw"},
+    "pids": {"current", "limit"},
+    "blkio": {"ioServiceBytesRecursive", "ioServicedRecursive"},
+    "hugetlb": {"usage", "max"},
+}
+
+
+def _drop(d, keys):
+    for k in keys:
+        if k in d and not d[k]:
+            del d[k]
+
+
+def omit_empty(s):
+    """Leave out the zero fields runc's JSON leaves out, so the output reads the same."""
+    _drop(s["cpu"]["usage"], _OMIT["usage@cpu"])
+    _drop(s["cpu"]["throttling"], _OMIT["throttling"])
+    _drop(s["cpuset"], _OMIT["cpuset"])
+    for key in ("usage", "swap", "kernel", "kernelTCP"):
+        if key in s["memory"]:
+            _drop(s["memory"][key], _OMIT["entry"])
+    _drop(s["memory"], _OMIT["memory"])
+    _drop(s["pids"], _OMIT["pids"])
+    _drop(s["blkio"], _OMIT["blkio"])
+    for h in s["hugetlb"].values():
+        _drop(h, _OMIT["hugetlb"])
     return s
