@@ -60,7 +60,7 @@ def test_detached_lifecycle(ctrd, cid):
         _wait_status(ctrd, cid, "PAUSED")
         ctrd.ctr("tasks", "resume", cid)
         _wait_status(ctrd, cid, "RUNNING")
-        ctrd.ctr("tasks", "kill", cid)
+        ctrd.ctr("tasks", "kill", "--signal", "SIGKILL", cid)  # pid 1 ignores an unhandled TERM (runc too)
         _wait_status(ctrd, cid, "STOPPED")
     finally:
         ctrd.ctr("tasks", "delete", "--force", cid, check=False)
