@@ -27,23 +27,23 @@ from tests.helpers.registry import LocalRegistry  # noqa: E402
 
 
 def data_layer(seed, compressed_mb):
-    """A layer of many files whose bytes are 3/8 random, 5/8 repeated text: it gzips to about
-    40% of its size, like real binaries and libraries."""
+    """A layer of many files whose bytes are ~30% random, the rest repeated text: it gzips to
+    about 41% of its size, like real binaries and libraries."""
     rng = random.Random(seed)
     words = b" ".join(rng.choice([b"corral", b"layer", b"image", b"snapshot", b"digest", b"content"])
                       for _ in range(8000))
     with tempfile.TemporaryDirectory() as tmp:
         total = 0
         i = 0
-        while total < compressed_mb * (1 << 20) / 0.4:
+        while total < compressed_mb * (1 << 20) / 0.43:
             d = os.path.join(tmp, f"usr/lib/pkg{i // 50}")
             os.makedirs(d, exist_ok=True)
             size = rng.choice([4 << 10, 64 << 10, 512 << 10, 2 << 20])
             parts = []
             n = 0
             while n < size:
-                parts.append(rng.randbytes(3 << 10))
-                parts.append(words[:5 << 10])
+                parts.append(rng.randbytes(2400))
+                parts.append(words[:(8 << 10) - 2400])
                 n += 8 << 10
             with open(os.path.join(d, f"file{i}.so"), "wb") as f:
                 f.write(b"".join(parts)[:size])
