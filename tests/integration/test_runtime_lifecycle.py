@@ -137,3 +137,10 @@ def test_state_of_reused_pid_is_stopped(rt, cid):
     with open(path, "w") as f:
         json.dump(data, f)
     assert rt.state(cid)["status"] == "stopped"
+
+
+def test_no_pivot(rt, cid):
+    bundle = rt.bundle(args=["sh", "-c", "ls /; cat /proc/self/mountinfo | wc -l"])
+    res = rt("run", "--no-pivot", "--bundle", bundle, cid)
+    assert res.returncode == 0, res.stderr
+    assert "bin" in res.stdout.split() and "busybox" not in res.stdout

@@ -133,3 +133,22 @@ def test_preserve_fds(rt, cid):
     # stdio, the preserved fd, and the shell's own directory fd for the glob
     assert fds.split()[:4] == ["0", "1", "2", "3"] and len(fds.split()) <= 5
     assert text == "through fd 3"
+
+
+def test_waiting_init_is_out_of_reach(rt, cid):
+    """Before start, init is still the runtime's interpreter: a process in the container must
+    not reach its executable or its fds (init is not dumpable, and holds only stdio + FIFO)."""
+    bundle = rt.bundle(args=["sleep", "1000"])
+    r, w = os.pipe()
+    os.set_inheritable(r, True)
+    try:
+        res = subprocess.run([rt.binary, "--root", rt.root, "create", "--bundle", bundle, cid],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, timeout=60, close_fds=False)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert res.returncode == 0
+    out = rt.ok("exec", cid, "sh", "-c", "readlink /proc/1/exe || echo no-exe; ls /proc/1/fd | tr '\\n' ' '; "
+                                         "cat /proc/1/fd/3 || echo no-fd").stdout.split()
+    assert out == ["no-exe", "0", "1", "2", "3", "no-fd"], out

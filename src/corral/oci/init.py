@@ -85,10 +85,24 @@ class Setup:
         self.cgroup_paths = cgroup_paths
 
 
+def close_fds_except(keep):
+    """Close every fd not in `keep` now, so no fd of the caller waits in init until start."""
+    low = 0
+    for fd in sorted(set(keep)) + [1 << 20]:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+
+
 def stage1(sock, setup):
     try:
         # keeps /proc/<pid>/exe (the runtime's interpreter) out of the container's reach
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        keep = [0, 1, 2, sock.fileno(), setup.fifo_fd, *range(3, 3 + setup.preserve_fds),
+                *(fd for _, fd in setup.ns_fds)]
+        if setup.console_sock is not None:
+            keep.append(setup.console_sock.fileno())
+        close_fds_except(keep)
         linux = setup.spec.get("linux") or {}
         nss = linux.get("namespaces") or []
         namespaces.join(setup.ns_fds)
@@ -310,6 +324,10 @@ def exec_stage1(sock, opened, process, linux, console_sock, preserve_fds):
     """`exec`: join the container's namespaces, fork the process (in its pid namespace)."""
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        keep = [0, 1, 2, sock.fileno(), *range(3, 3 + preserve_fds), *(fd for _, fd in opened)]
+        if console_sock is not None:
+            keep.append(console_sock.fileno())
+        close_fds_except(keep)
         reply = recv(sock)  # the parent has put us into the container's cgroup
         if not reply or reply.get("t") != "go":
             os._exit(1)
