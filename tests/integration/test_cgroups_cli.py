@@ -162,3 +162,42 @@ def test_bad_resources_refused_leave_nothing(rt, cid):
         out = rt("create", "--bundle", bundle, cid)
         assert out.returncode == 1 and "cgroup v1" in out.stderr
         assert leftovers(rt.tmp, cid) == []
+
+
+def _shape(value):
+    """The keys of nested objects (values and list lengths left out)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items() if k != "raw"}
+    return type(value).__name__
+
+
+def test_events_stats_shape_matches_runc(rt, cid):
+    import shutil
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.skip("runc is not installed")
+    res = {"memory": {"limit": 64 << 20}, "pids": {"limit": 10}}
+    bundle = rt.bundle(args=["sleep", "1000"], changes=_spec(cid, res))
+    rt.ok("run", "--detach", "--bundle", bundle, cid)
+    ours = json.loads(rt.ok("events", "--stats", cid).stdout)
+    rt.ok("delete", "--force", cid)
+    rroot = os.path.join(rt.tmp, "runc-state")
+    rid = cid + "r"
+    try:
+        # no pipes: the detached container would hold them open
+        subprocess.run([runc, "--root", rroot, "run", "-d", "--bundle", bundle, rid], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=60)
+        theirs = json.loads(subprocess.run([runc, "--root", rroot, "events", "--stats", rid], check=True,
+                                           capture_output=True, text=True, timeout=60).stdout)
+    finally:
+        subprocess.run([runc, "--root", rroot, "delete", "--force", rid], capture_output=True, timeout=60)
+    assert leftovers(rt.tmp, cid) == []
+    assert set(ours) == set(theirs) == {"type", "id", "data"}
+    a, b = _shape(ours["data"]), _shape(theirs["data"])
+    assert set(a) == set(b)
+    for part in ("memory", "pids", "cpuset"):
+        assert a[part] == b[part], part
+    assert set(a["cpu"]) == set(b["cpu"])
+    assert ours["data"]["pids"] == theirs["data"]["pids"] == {"current": 1, "limit": 10}
+    assert ours["data"]["memory"]["usage"]["limit"] == theirs["data"]["memory"]["usage"]["limit"]
