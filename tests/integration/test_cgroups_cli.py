@@ -201,3 +201,28 @@ def test_events_stats_shape_matches_runc(rt, cid):
     assert set(a["cpu"]) == set(b["cpu"])
     assert ours["data"]["pids"] == theirs["data"]["pids"] == {"current": 1, "limit": 10}
     assert ours["data"]["memory"]["usage"]["limit"] == theirs["data"]["memory"]["usage"]["limit"]
+
+
+def test_events_stream_reports_oom(rt, cid):
+    limit = {"limit": 32 << 20}
+    if not V1 or os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
+        limit["swap"] = 32 << 20  # no swapping around the limit
+    # the container waits for a file before eating memory, so that events is already watching
+    script = "while [ ! -e /go ]; do sleep 0.05; done; tail /dev/zero; sleep 1000"
+    bundle = rt.bundle(args=["sh", "-c", script], changes=_spec(cid, {"memory": limit}))
+    rt.ok("run", "--detach", "--bundle", bundle, cid)
+    p = subprocess.Popen([rt.binary, "--root", rt.root, "events", "--interval", "10s", cid],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline())
+        assert first["type"] == "stats"
+        with open(os.path.join(bundle, "rootfs", "go"), "w"):
+            pass
+        ev = json.loads(p.stdout.readline())  # before the next stats, 10 s away
+        assert ev == {"type": "oom", "id": cid}
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+    rt.ok("delete", "--force", cid)
+    assert leftovers(rt.tmp, cid) == []
