@@ -52,6 +52,8 @@ class Shim:
         self.runtime = runtime
         self.client = client
         self.on_gone = on_gone
+        if on_gone is not None and hasattr(client, "on_lost"):
+            client.on_lost = lambda: on_gone(self)
 
     def call(self, method, request, response_cls, timeout=CALL_TIMEOUT):
         return self.finish(self.start(method, request, timeout), response_cls)
@@ -252,13 +254,16 @@ class RuntimeV2:
         shim = self.get(ns, cid)
         # errors (a running task, a shim that died and was cleaned up) go to the caller
         resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
-        self._shutdown(shim)
         with self.lock:
             self.shims.pop((ns, cid), None)
+        self._shutdown(shim)
         self._remove_bundle(ns, cid)
         return resp
 
     def _shutdown(self, shim):
+        expect = getattr(shim.client, "expect_close", None)
+        if expect is not None:
+            expect()
         try:
             shim.client.call(SHIM_SERVICE, "Shutdown", shim_pb2.ShutdownRequest(id=shim.id).SerializeToString(), 5)
         except Exception:

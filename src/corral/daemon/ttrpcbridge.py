@@ -80,10 +80,24 @@ class SyncClient:
         self._error = TtrpcError
         self._closed_error = ConnectionClosed
         self.metadata = {NAMESPACE_KEY: namespace}
+        self.on_lost = None  # called (in a thread of its own) when the shim drops the connection
+        self._expect_close = False
         try:
             self._client = loop.run(Client.connect(address, timeout), timeout + 1)
         except (OSError, asyncio.TimeoutError, TimeoutError) as e:
             raise errors.Unavailable(f"cannot connect to shim at {address}: {e or type(e).__name__}") from None
+        # the client's reader task ends when the connection does: that is how a shim's death shows
+        reader = getattr(self._client, "_reader_task", None)
+        if reader is not None:
+            loop.loop.call_soon_threadsafe(reader.add_done_callback, self._reader_done)
+
+    def _reader_done(self, _task):
+        if not self._expect_close and self.on_lost is not None:
+            threading.Thread(target=self.on_lost, name="shim-lost", daemon=True).start()
+
+    def expect_close(self):
+        """The shim is being shut down on purpose: its connection closing is no news."""
+        self._expect_close = True
 
     def start(self, service, method, data, timeout):
         """Send a call without waiting; finish() collects its answer."""
@@ -115,6 +129,7 @@ class SyncClient:
         return self.finish(self.start(service, method, data, timeout))
 
     def close(self):
+        self._expect_close = True
         try:
             self._loop.run(self._client.close(), 5)
         except Exception:
