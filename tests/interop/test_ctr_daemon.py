@@ -222,3 +222,23 @@ def test_same_digests_and_chain_ids_as_containerd(daemon, busybox_tar):
         assert ours == theirs
     finally:
         real.cleanup()
+
+
+def test_image_rm_collects_content_and_snapshots(daemon, busybox_tar):
+    import glob
+    import time
+    ns = "gcns"
+    daemon.ctr("images", "import", busybox_tar, namespace=ns)
+    assert daemon.ctr("content", "ls", "-q", namespace=ns).stdout.split()
+    daemon.ctr("images", "rm", "--sync", IMAGE, namespace=ns)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = daemon.ctr("content", "ls", "-q", namespace=ns).stdout.split() + \
+            daemon.ctr("snapshots", "ls", namespace=ns).stdout.splitlines()[1:]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left
+    # blobs other namespaces still reference stay on disk
+    if daemon.ctr("images", "ls", "-q").stdout.split():
+        assert glob.glob(os.path.join(daemon.root, "io.containerd.content.v1.content", "blobs", "sha256", "*"))
