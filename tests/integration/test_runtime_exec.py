@@ -31,6 +31,10 @@ def test_exec_env_cwd_user_caps(rt, cid):
              "sh", "-c", "echo $FOO; pwd; id -u; id -g")
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["bar", "/tmp", "1000", "1001"]
+    res = rt("exec", "--user", "nobody", cid, "id")
+    assert res.returncode == 0 and res.stdout.startswith("uid=65534(nobody) gid=65534"), res.stderr
+    res = rt("exec", "--user", "nosuchuser", cid, "id")
+    assert res.returncode == 1 and "nosuchuser" in res.stderr
     res = rt("exec", "--cap", "CAP_NET_ADMIN", cid, "sh", "-c", "grep CapEff /proc/self/status")
     plain = rt("exec", cid, "sh", "-c", "grep CapEff /proc/self/status")
     assert int(res.stdout.split()[1], 16) == int(plain.stdout.split()[1], 16) | (1 << 12)

@@ -19,7 +19,7 @@ def configure(p):
     p.add_argument("--console-socket", default=None)
     p.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE, repeatable")
     p.add_argument("--cwd", default=None)
-    p.add_argument("-u", "--user", default=None, help="uid[:gid]")
+    p.add_argument("-u", "--user", default=None, help="user[:group], names or numbers")
     p.add_argument("-g", "--additional-gids", action="append", default=[], type=int)
     p.add_argument("-c", "--cap", action="append", default=[], help="add a capability, repeatable")
     p.add_argument("--no-new-privs", action="store_true")
@@ -62,11 +62,12 @@ def _process(c, args):
             env = [e for e in env if e.split("=", 1)[0] != key] + [item]
         process["env"] = env
     if args.user:
-        uid, _, gid = args.user.partition(":")
-        try:
-            process["user"] = dict(process.get("user") or {}, uid=int(uid), gid=int(gid or 0))
-        except ValueError:
-            raise RuntimeFailure(f"--user {args.user!r}: use numeric uid[:gid]") from None
+        from corral.oci.linux import user
+        # names resolve in the container's own /etc/passwd and /etc/group
+        resolved = user.resolve_in_rootfs(args.user, f"/proc/{c.pid}/root")
+        process["user"] = dict(process.get("user") or {}, **resolved)
+        if "additionalGids" not in resolved:
+            process["user"].pop("additionalGids", None)
     if args.additional_gids:
         process.setdefault("user", {})["additionalGids"] = args.additional_gids
     if args.cap:
