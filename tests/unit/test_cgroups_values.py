@@ -61,6 +61,7 @@ def test_valid_resources_pass():
     ({"devices": [{"allow": True, "type": "z"}]}, "type"),
     ({"hugepageLimits": [{"pageSize": "2XB", "limit": 1}]}, "page size"),
     ({"frobs": {}}, "unknown field 'frobs'"),
+    ({"memory": {"limit": 1 << 26, "swap": 1 << 20}}, "must be at least memory.limit"),
 ])
 def test_malformed_values_refused_in_one_line(res, words):
     assert words in refused(res)

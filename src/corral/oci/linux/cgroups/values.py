@@ -91,6 +91,10 @@ def check(resources, layout):
         if any(mem.get(k) not in (None, 0) for k in ("limit", "reservation", "swap", "kernel",
                                                       "kernelTCP")) or mem.get("disableOOMKiller"):
             need("memory", "memory")
+        limit, swap = mem.get("limit") or 0, mem.get("swap") or 0
+        if limit > 0 and swap > 0 and swap < limit:
+            raise RuntimeFailure(f"linux.resources.memory.swap ({swap}) must be at least "
+                                 f"memory.limit ({limit}): it counts memory plus swap")
         if v2:
             for k, why in (("kernel", "kernel memory limits do not exist on cgroup v2"),
                            ("kernelTCP", "kernel TCP memory limits do not exist on cgroup v2"),
