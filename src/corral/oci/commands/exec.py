@@ -49,8 +49,7 @@ def _process(c, args):
         base = c.config.get("process") or {}
         process = {k: v for k, v in base.items() if k not in ("terminal", "consoleSize")}
         process = json.loads(json.dumps(process))  # a deep copy
-        process["args"] = list(args.command)
-        process["cwd"] = "/"
+        process["args"] = list(args.command)  # cwd stays the config's, as runc does
     if args.tty:
         process["terminal"] = True
     if args.cwd:
