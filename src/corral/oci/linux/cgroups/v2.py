@@ -58,9 +58,14 @@ class Manager:
                 try:
                     fs.write(d, "cgroup.subtree_control", " ".join("+" + c for c in missing))
                 except RuntimeFailure:
-                    # one at a time, to name the controller that fails
+                    # one at a time, keeping those that can be enabled (cpu cannot while a
+                    # real-time task sits in the parent, for instance); a limit on a controller
+                    # left off fails later with the name of its missing file
                     for c in missing:
-                        fs.write(d, "cgroup.subtree_control", "+" + c)
+                        try:
+                            fs.write(d, "cgroup.subtree_control", "+" + c)
+                        except RuntimeFailure:
+                            pass
             d = posixpath.join(d, part)
 
     def apply(self, pid):
