@@ -150,6 +150,17 @@ def test_v2_set_writes_converted_values(v2tree):
     assert (c / "memory.max").read_text() == "max" and (c / "memory.swap.max").read_text() == "max"
 
 
+def test_v2_check_before_update(v2tree):
+    m = V2Manager(str(v2tree), "/a/c", "c")
+    (v2tree / "a" / "c" / "memory.current").write_text(str(50 << 20) + "\n")
+    with pytest.raises(RuntimeFailure) as e:
+        m.set({"memory": {"limit": 40 << 20, "checkBeforeUpdate": True}})
+    assert "below the current usage" in str(e.value)
+    assert (v2tree / "a" / "c" / "memory.max").read_text() == ""
+    m.set({"memory": {"limit": 60 << 20, "checkBeforeUpdate": True}})
+    assert (v2tree / "a" / "c" / "memory.max").read_text() == str(60 << 20)
+
+
 def test_v2_missing_file_is_one_clear_line(v2tree):
     m = V2Manager(str(v2tree), "/a/c", "c")
     with pytest.raises(RuntimeFailure) as e:

@@ -114,6 +114,12 @@ class Manager:
     # ---- limits --------------------------------------------------------------------------
 
     def set(self, resources, extra_devices=()):
+        mem = resources.get("memory") or {}
+        if mem.get("checkBeforeUpdate") and (mem.get("limit") or 0) > 0:
+            current = fs.read_int(self.path, "memory.current")
+            if current > mem["limit"]:
+                raise RuntimeFailure(f"memory limit {mem['limit']} is below the current usage "
+                                     f"{current} of {self.path}: raise it, or free memory first")
         writes = plan(resources)
         for name, value in writes:
             fs.write(self.path, name, value)
