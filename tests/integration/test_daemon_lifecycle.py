@@ -31,3 +31,26 @@ def test_stale_socket_is_replaced():
         assert d.ctr("version").returncode == 0
     finally:
         d.cleanup()
+
+
+def test_json_logs_and_start_time():
+    import json
+    import time
+    d = Corrald()
+    try:
+        t0 = time.monotonic()
+        d.start()
+        started = time.monotonic() - t0
+        assert started < 10
+        d.stop()
+        d.command = lambda: Corrald.command(d)[:-2] + ["--log-level", "info", "--log-format", "json"]
+        d.start()
+        d.stop()
+        lines = [line for line in d.log_text().splitlines() if line.startswith("{")]
+        assert lines, d.log_text()
+        for line in lines:
+            rec = json.loads(line)
+            assert set(rec) >= {"time", "level", "msg"}
+        assert any("serving on" in json.loads(line)["msg"] for line in lines)
+    finally:
+        d.cleanup()
