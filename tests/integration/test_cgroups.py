@@ -260,6 +260,19 @@ def test_v2_directory_procs_freeze_and_device_program(env, tmpdir_root, cid):
     # the default set is allowed after the config's rules, as runc does: zero stays open
     assert out[:2] == ["/dev/null ok", "/dev/zero ok"]
     assert all(line.endswith(" ok") for line in out[2:len(devs)])
+    # a deny rule for one access: writing is refused, reading is not
+    if os.path.exists("/dev/kmsg"):
+        m.set({"devices": [{"allow": True, "access": "rwm"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"}]})
+        code = ("for mode in ('rb', 'wb'):\n    try:\n        open('/dev/kmsg', mode).close()\n"
+                "        print(mode, 'ok')\n    except OSError as e:\n        print(mode, e.errno)\n")
+
+        def join():
+            with open(os.path.join(m.path, "cgroup.procs"), "w") as f:
+                f.write("0")
+        out = subprocess.run([sys.executable, "-c", code], preexec_fn=join, capture_output=True,
+                             text=True, timeout=30).stdout.split("\n")
+        assert out[:2] == ["rb ok", "wb 1"]
     if LAYOUT.kind == "v1":
         with pytest.raises(RuntimeFailure) as e:
             m.set({"memory": {"limit": 64 << 20}})  # no controllers on the hybrid cgroup2 mount
