@@ -205,6 +205,12 @@ def test_v1_device_rules_deny_open(env):
     assert "c 1:3 rwm" in listing and "a *:* rwm" not in listing
     out, _ = p.communicate("go\n", timeout=30)
     assert out.split("\n")[:2] == ["/dev/null ok", "/dev/kmsg 1"]  # EPERM
+    # rules that only allow still deny the rest, as on v2; an allow-all rule opens everything
+    m.set({"devices": [{"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]})
+    listing = _read(m.dir("devices"), "devices.list").splitlines()
+    assert "c 10:200 rwm" in listing and "a *:* rwm" not in listing
+    m.set({"devices": [{"allow": True, "access": "rwm"}]})
+    assert _read(m.dir("devices"), "devices.list") == "a *:* rwm"
 
 
 def _v2_manager(env, cid):

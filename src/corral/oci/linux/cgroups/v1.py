@@ -235,6 +235,9 @@ class Manager:
 
     def _set_devices(self, d, rules, extra_devices):
         from corral.oci.linux.cgroups import devices
+        # as on cgroup v2 (and in runc), what the rules do not allow is denied: start from
+        # deny-all, which a fresh v1 cgroup is not
+        fs.write(d, "devices.deny", "a")
         for rule in devices.normalize(rules, extra_devices):
             name, line = devices.v1_line(rule)
             fs.write(d, name, line)
