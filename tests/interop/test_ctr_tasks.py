@@ -176,3 +176,19 @@ def test_killed_shim_is_cleaned_up(daemon):
     finally:
         daemon.ctr("tasks", "delete", "-f", cid, check=False)
         daemon.ctr("containers", "rm", cid, check=False)
+
+
+def test_snapshots_diff_of_a_container(daemon):
+    import gzip
+    import io
+    import tarfile
+    cid = uid("diff")
+    try:
+        daemon.ctr("run", IMAGE, cid, "sh", "-c", "echo changed > /newfile; rm /etc/group")
+        blob = subprocess.run(["ctr", "--address", daemon.sock, "snapshots", "diff", cid], capture_output=True,
+                              timeout=60, check=True).stdout
+        names = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))).getnames()
+        assert "newfile" in names and "etc/.wh.group" in names
+    finally:
+        daemon.ctr("tasks", "delete", cid, check=False)
+        daemon.ctr("containers", "rm", cid, check=False)

@@ -13,7 +13,7 @@ from corral.api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from corral.api.containerd.types import descriptor_pb2
 
 from .errors import InvalidArgument, Unimplemented
-from .grpcutil import namespace, rpc
+from .grpcutil import lease, namespace, rpc
 
 _CHUNK = 1 << 20
 
@@ -88,6 +88,52 @@ class Differ:
         return descriptor_pb2.Descriptor(media_type=_uncompressed(desc.media_type),
                                          digest="sha256:" + hashed.h.hexdigest(), size=hashed.size)
 
+    def diff(self, ns, left, right, media_type, ref, labels, lease_id=None):
+        """A layer of right's changes over left, written to the content store. Supported:
+        an active overlay snapshot against its parent, and a first layer against nothing."""
+        import uuid
+        import zlib
+        from corral.archive.create import write_tree
+        from corral.images.mediatypes import OCI_LAYER_GZIP, compression
+        src = _diff_source(left, right)
+        if src is None:
+            raise Unimplemented("corrald makes diffs only of an active snapshot against its parent "
+                                "(right: an overlay with upperdir over left, or a first layer against nothing)")
+        media_type = media_type or OCI_LAYER_GZIP
+        try:
+            kind = compression(media_type)
+        except ValueError as e:
+            raise InvalidArgument(f"cannot create a diff as {media_type!r}: {e}") from None
+        with tempfile.TemporaryFile() as raw:
+            write_tree(src[0], raw, upper=src[1])
+            raw.seek(0)
+            diff_id = hashlib.sha256()
+            if kind == "gzip":
+                comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+            elif kind == "zstd":
+                import zstandard
+                comp = zstandard.ZstdCompressor().compressobj()
+            else:
+                comp = None
+            w = self.content.open_writer(ns, ref or f"diff-{uuid.uuid4().hex}", 0, "", lease_id)
+            try:
+                while True:
+                    chunk = raw.read(_CHUNK)
+                    if not chunk:
+                        break
+                    diff_id.update(chunk)
+                    w.write(comp.compress(chunk) if comp else chunk)
+                if comp:
+                    w.write(comp.flush())
+                size = w.offset
+                all_labels = dict(labels or {})
+                all_labels["containerd.io/uncompressed"] = "sha256:" + diff_id.hexdigest()
+                digest = w.commit(labels=all_labels)
+            except BaseException:
+                w.abort()
+                raise
+        return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=size)
+
     def _apply_mounted(self, stream, mounts, apply_tar):
         from corral.snapshots.mount import mount_all, unmount_all
         tmp = tempfile.mkdtemp(prefix="corral-apply-")
@@ -99,6 +145,34 @@ class Differ:
                 unmount_all(tmp)
         finally:
             os.rmdir(tmp)
+
+
+def _option(m, key):
+    for o in m.options:
+        if o.startswith(key + "="):
+            return o[len(key) + 1:]
+    return None
+
+
+def _diff_source(left, right):
+    """(directory, is_overlay_upper) holding exactly right's changes over left, or None."""
+    if len(right) != 1:
+        return None
+    r = right[0]
+    if r.type == "overlay":
+        upper, lower = _option(r, "upperdir"), _option(r, "lowerdir")
+        if not upper or not lower:
+            return None
+        lowers = lower.split(":")
+        if len(left) == 1 and left[0].type == "bind" and left[0].source == lowers[0] and len(lowers) == 1:
+            return upper, True
+        if len(left) == 1 and left[0].type == "overlay" and _option(left[0], "lowerdir") == lower \
+                and not _option(left[0], "upperdir"):
+            return upper, True
+        return None
+    if r.type == "bind" and not left:
+        return r.source, False
+    return None
 
 
 class _RawReader:
@@ -135,7 +209,9 @@ class DiffService(diff_pb2_grpc.DiffServicer):
 
     @rpc
     def Diff(self, request, context):
-        raise Unimplemented("creating diffs is not implemented by corrald yet")
+        desc = self.local.diff(namespace(context), list(request.left), list(request.right), request.media_type,
+                               request.ref, dict(request.labels), lease(context))
+        return diff_pb2.DiffResponse(diff=desc)
 
     def add_to_server(self, server):
         diff_pb2_grpc.add_DiffServicer_to_server(self, server)
