@@ -242,3 +242,16 @@ def test_image_rm_collects_content_and_snapshots(daemon, busybox_tar):
     # blobs other namespaces still reference stay on disk
     if daemon.ctr("images", "ls", "-q").stdout.split():
         assert glob.glob(os.path.join(daemon.root, "io.containerd.content.v1.content", "blobs", "sha256", "*"))
+
+
+def test_disabled_plugin_shows_as_skip():
+    d = Corrald('version = 2\ndisabled_plugins = ["io.containerd.snapshotter.v1.native"]\n')
+    try:
+        d.start()
+        rows = {tuple(line.split()[:2]): line.split()[-1] for line in d.ctr("plugins", "ls").stdout.splitlines()[1:]}
+        assert rows[("io.containerd.snapshotter.v1", "native")] == "skip"
+        assert rows[("io.containerd.snapshotter.v1", "overlayfs")] == "ok"
+        res = d.ctr("snapshots", "--snapshotter", "native", "ls", check=False)
+        assert res.returncode != 0 and "not available" in res.stderr
+    finally:
+        d.cleanup()

@@ -192,3 +192,13 @@ def test_snapshots_diff_of_a_container(daemon):
     finally:
         daemon.ctr("tasks", "delete", cid, check=False)
         daemon.ctr("containers", "rm", cid, check=False)
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="script (util-linux) gives ctr a terminal")
+def test_run_with_terminal(daemon):
+    cid = uid("tty")
+    cmd = f"ctr --address {daemon.sock} run -t --rm {IMAGE} {cid} sh -c 'tty; exit 6'"
+    res = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert "/dev/pts/" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 6
+    assert cid not in daemon.ctr("containers", "ls", "-q").stdout.split()
