@@ -35,20 +35,39 @@ def _exists_error(e):
     return type(e).__name__ == "AlreadyExists"
 
 
-def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=None):
-    """Make sure blob `desc` is in the content store (resuming a partial ingest)."""
+def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=None, stream=None):
+    """Make sure blob `desc` is in the content store (resuming a partial ingest). A fresh
+    download also feeds `stream` (a LayerStream), which is closed or broken at the end."""
     digest = desc["digest"]
     if store.exists(digest):
+        if stream:
+            stream.fail()
         return
     try:
         w = store.writer(f"{kind}-{digest}", total=desc.get("size") or None, expected=digest)
     except Exception as e:
+        if stream:
+            stream.fail()
         if _exists_error(e):
             return
         raise
     try:
-        registry.fetch_blob(ref, desc, w, progress) if kind not in ("manifest", "index") else \
-            _write_manifest(registry, ref, digest, w)
+        sink = w
+        if stream is not None:
+            if w.offset == 0:
+                from corral.images.stream import TeeSink
+                sink = TeeSink(w, stream)
+            else:
+                stream.fail()       # resuming: the unpacker reads the finished blob instead
+        try:
+            registry.fetch_blob(ref, desc, sink, progress) if kind not in ("manifest", "index") else \
+                _write_manifest(registry, ref, digest, w)
+        except BaseException:
+            if stream:
+                stream.fail()
+            raise
+        if stream:
+            stream.close()
         try:
             w.commit(desc.get("size") or None, digest, labels)
         except Exception as e:
@@ -148,17 +167,22 @@ def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, worke
         need = []
     futures = {}
     stop = threading.Event()
+    streams = {}
+    if getattr(snapshotter, "name", "") == "overlayfs" and unpack_workers > 1:
+        from corral.images.stream import LayerStream
+        streams = {i: LayerStream() for i in need}
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(need) or 1)))
     try:
         for i in need:
-            futures[i] = pool.submit(_fetch_layer, registry, ref, store, layers[i], diff_ids[i], progress, stop)
+            futures[i] = pool.submit(_fetch_layer, registry, ref, store, layers[i], diff_ids[i], progress, stop,
+                                     streams.get(i))
 
         def wait(i):
             if i in futures:
                 futures[i].result()
 
         if snapshotter is not None:
-            chain = unpack(store, snapshotter, layers, diff_ids, wait, unpack_workers)
+            chain = unpack(store, snapshotter, layers, diff_ids, wait, unpack_workers, streams)
         else:
             chain = chains[-1] if chains else ""
         for f in futures.values():
@@ -171,10 +195,12 @@ def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, worke
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fetch_layer(registry, ref, store, desc, diff_id, progress, stop):
+def _fetch_layer(registry, ref, store, desc, diff_id, progress, stop, stream):
     if stop.is_set():
+        if stream:
+            stream.fail()
         return
-    fetch_into_store(registry, ref, store, desc, "layer", {UNCOMPRESSED_LABEL: diff_id}, progress)
+    fetch_into_store(registry, ref, store, desc, "layer", {UNCOMPRESSED_LABEL: diff_id}, progress, stream)
 
 
 def _label_content(store, r, snapshotter_name):

@@ -70,11 +70,12 @@ def apply_plan(mounts):
     return ("mount", mounts)
 
 
-def apply_layer(store, desc, target, mode="native", lowers=(), info=None):
-    """Apply the layer blob `desc` from the content store onto a directory; returns its diff ID.
-    `info` (a dict) receives root_entry: whether the layer set the root dir's metadata."""
+def apply_layer(store, desc, target, mode="native", lowers=(), info=None, source=None):
+    """Apply the layer blob `desc` from the content store (or the compressed stream `source`)
+    onto a directory; returns its diff ID. `info` (a dict) receives root_entry: whether the
+    layer set the root dir's metadata."""
     kind = mediatypes.compression(desc["mediaType"])
-    with store.open(desc["digest"]) as raw:
+    with (source if source is not None else store.open(desc["digest"])) as raw:
         hashed = HashingReader(decompressor(kind, raw))
         try:
             applier = apply_tar(hashed, target, mode, lowers)
@@ -82,7 +83,7 @@ def apply_layer(store, desc, target, mode="native", lowers=(), info=None):
             if info is not None:
                 info["root_entry"] = applier.root_entry
         except (EOFError, OSError, ValueError) as e:
-            if isinstance(e, UnsafeLayerError):
+            if isinstance(e, UnsafeLayerError) or type(e).__name__ == "StreamBroken":
                 raise
             raise UnsafeLayerError(f"layer data is corrupt: {e}") from None
     return hashed.digest()
@@ -140,13 +141,13 @@ def snapshot_exists(snapshotter, name):
         raise
 
 
-def unpack(store, snapshotter, layers, diff_ids, wait=None, workers=2):
+def unpack(store, snapshotter, layers, diff_ids, wait=None, workers=2, streams=None):
     """Unpack all layers; `wait(i)` (optional) blocks until layer i is in the content store.
     Returns the top chain ID."""
     if len(layers) != len(diff_ids):
         raise ImageError(f"image has {len(layers)} layers but its config lists {len(diff_ids)} diff IDs")
     if getattr(snapshotter, "name", "") == "overlayfs" and workers > 1 and len(layers) > 1:
-        return _unpack_overlay_parallel(store, snapshotter, layers, diff_ids, wait, workers)
+        return _unpack_overlay_parallel(store, snapshotter, layers, diff_ids, wait, workers, streams or {})
     chains = chain_ids(diff_ids)
     parent = ""
     for i, (desc, diff_id, chain) in enumerate(zip(layers, diff_ids, chains)):
@@ -156,6 +157,25 @@ def unpack(store, snapshotter, layers, diff_ids, wait=None, workers=2):
             unpack_layer(store, snapshotter, desc, diff_id, chain, parent)
         parent = chain
     return chains[-1] if chains else ""
+
+
+class _NoClose:
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def readinto(self, b):
+        data = self.f.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _lower_dirs(snapshotter, chain):
@@ -173,7 +193,7 @@ def _lower_dirs(snapshotter, chain):
         _remove_quietly(snapshotter, key)
 
 
-def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers):
+def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers, streams):
     """Overlay layers are independent upper dirs: apply several at once into staging dirs on
     the snapshotter's filesystem, then, in order, prepare each snapshot, move the staged tree
     in as its upper dir and commit. A layer that needs what lies below it (a parent dir it does
@@ -199,13 +219,26 @@ def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers):
         return [uppers[j] for j in reversed(range(k, i))] + base
 
     def stage(i):
-        if wait:
-            wait(i)
         d = os.path.join(staging, str(i))
-        os.mkdir(d, 0o755)
+        got = None
         info = {}
+        stream = streams.get(i)
         try:
-            got = apply_layer(store, layers[i], d, "overlay", lambda: lowers_for(i), info)
+            if stream is not None and stream.claim():
+                # one pass: apply while downloading; the digest check below gates the commit
+                from corral.images.stream import StreamBroken
+                os.mkdir(d, 0o755)
+                try:
+                    got = apply_layer(store, layers[i], d, "overlay", lambda: lowers_for(i), info,
+                                      source=_NoClose(stream))
+                except StreamBroken:
+                    shutil.rmtree(d)
+                    got = None
+            if wait:
+                wait(i)         # the download's digest is verified (or this raises)
+            if got is None:
+                os.mkdir(d, 0o755)
+                got = apply_layer(store, layers[i], d, "overlay", lambda: lowers_for(i), info)
         except UnsafeLayerError as e:
             raise ImageError(f"layer {layers[i]['digest']}: {e}") from None
         if got != diff_ids[i]:

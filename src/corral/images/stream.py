@@ -1,0 +1,97 @@
+"""A pipe from a layer's download to its unpack, so a layer is fetched, hashed, inflated and
+applied in one pass. The downloader never waits for the reader: when the reader falls behind
+by more than the buffer, or the download restarts, the pipe breaks and the reader falls back
+to the verified blob in the content store. Nothing read from the pipe is committed before the
+download's digest check has passed (the unpacker waits for it)."""
+
+import queue
+import threading
+
+BUFFER_CHUNKS = 16          # of up to 1 MiB each: bounds the memory a layer may hold
+
+
+class StreamBroken(Exception):
+    pass
+
+
+class LayerStream:
+    def __init__(self):
+        self._q = queue.Queue(maxsize=BUFFER_CHUNKS)
+        self._broken = threading.Event()
+        self._claimed = False
+        self._lock = threading.Lock()
+        self._pending = b""
+
+    # --- the download side
+    def write(self, data):
+        if self._broken.is_set():
+            return
+        try:
+            self._q.put_nowait(bytes(data))
+        except queue.Full:
+            self.fail()
+
+    def close(self):
+        if not self._broken.is_set():
+            try:
+                self._q.put_nowait(None)
+            except queue.Full:
+                self.fail()
+
+    def fail(self):
+        self._broken.set()
+        try:                       # wake a waiting reader
+            self._q.put_nowait(None)
+        except queue.Full:
+            pass
+
+    # --- the unpack side
+    def claim(self):
+        """True once, for the one reader, if the pipe still holds the whole layer."""
+        with self._lock:
+            if self._claimed or self._broken.is_set():
+                return False
+            self._claimed = True
+            return True
+
+    def read(self, n=-1):
+        if not self._pending:
+            while True:
+                if self._broken.is_set():
+                    raise StreamBroken("layer download restarted or outran the unpacker")
+                try:
+                    item = self._q.get(timeout=1)
+                    break
+                except queue.Empty:
+                    continue
+            if item is None:
+                if self._broken.is_set():
+                    raise StreamBroken("layer download restarted or outran the unpacker")
+                self._q.put_nowait(None)        # stay at EOF for later reads
+                return b""
+            self._pending = item
+        if n is None or n < 0 or n >= len(self._pending):
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+
+class TeeSink:
+    """A content writer that also feeds a LayerStream (see fetch_blob's sink)."""
+
+    def __init__(self, writer, stream):
+        self.w = writer
+        self.stream = stream
+
+    @property
+    def offset(self):
+        return self.w.offset
+
+    def write(self, data):
+        self.w.write(data)
+        self.stream.write(data)
+
+    def truncate(self, size):
+        self.stream.fail()
+        self.w.truncate(size)
