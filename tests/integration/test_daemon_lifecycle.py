@@ -54,3 +54,19 @@ def test_json_logs_and_start_time():
         assert any("serving on" in json.loads(line)["msg"] for line in lines)
     finally:
         d.cleanup()
+
+
+def test_socket_group_from_config():
+    import grp
+    import stat
+    group = next((g for g in grp.getgrall() if g.gr_gid != 0), None)
+    if group is None:
+        import pytest
+        pytest.skip("no non-root group on this machine")
+    d = Corrald(f'version = 2\n[grpc]\ngid = "{group.gr_name}"\n')
+    try:
+        d.start()
+        st = os.stat(d.sock)
+        assert st.st_gid == group.gr_gid and stat.S_IMODE(st.st_mode) == 0o660
+    finally:
+        d.cleanup()

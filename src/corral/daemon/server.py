@@ -39,6 +39,17 @@ def prepare_socket(path):
         os.unlink(path)
 
 
+def _gid(value):
+    """A group id from the config: a number or a group name."""
+    if isinstance(value, int):
+        return value
+    import grp
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise StartError(f"grpc.gid: group {value!r} does not exist; create it or give a numeric gid") from None
+
+
 class Daemon:
     def __init__(self, cfg, registrations=None):
         self.cfg = cfg
@@ -74,7 +85,7 @@ class Daemon:
             self.server.start()
         finally:
             os.umask(old)
-        os.chown(self.address, g["uid"], g["gid"])
+        os.chown(self.address, g["uid"], _gid(g["gid"]))
         os.chmod(self.address, 0o660)
         for p in self.registry.plugins:
             serve = getattr(p.instance, "serve", None)
