@@ -49,7 +49,7 @@ def _unescape(field):
         return field
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
+        if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
             out.append(chr(int(field[i + 1:i + 4], 8)))
             i += 4
         else:
@@ -122,10 +122,10 @@ def inner_path(cgroups_path, container_id, controller=""):
         p = posixpath.normpath(cgroups_path)
     else:
         p = posixpath.normpath(posixpath.join(own_cgroup(controller), cgroups_path))
-    p = "/" + p.lstrip("/")
-    if p == "/" or "/../" in p + "/":
-        raise RuntimeFailure(f"cgroupsPath {cgroups_path!r} names the root cgroup or leaves it: "
-                             "give a path below the hierarchy's root")
+    p = "/" + p.lstrip("/")  # normpath has already folded any ".." at the root away
+    if p == "/":
+        raise RuntimeFailure(f"cgroupsPath {cgroups_path!r} names the hierarchy's root cgroup: "
+                             "give a path below it")
     return p
 
 
