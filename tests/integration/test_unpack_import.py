@@ -9,7 +9,8 @@ import pytest
 
 from corral.content.store import ContentStore
 from corral.images.errors import ImageError
-from corral.images.importexport import export_docker, export_oci, import_docker, import_oci
+from corral.images.importexport import export_docker, export_oci, import_docker, import_oci, load
+from corral.metadata.db import MetadataDB
 from corral.images.unpack import unpack
 from corral.snapshots.mount import mount_all, unmount_all
 from corral.snapshots.overlay import OverlaySnapshotter
@@ -99,3 +100,31 @@ def test_tampered_and_missing_blobs(stores, tmpdir_root):
         f.write(b"not a tar" * 100)
     with pytest.raises(ImageError, match="not a tar"):
         import_docker(bogus, stores[0])
+
+
+def test_load_records_and_unpacks(stores, tmpdir_root):
+    from corral.busybox import make_oci_archive
+    archive = os.path.join(tmpdir_root, "busybox.tar")
+    digest = make_oci_archive(archive, "docker.io/library/busybox:latest")
+    db = MetadataDB(os.path.join(tmpdir_root, "meta.db"))
+    sn = OverlaySnapshotter(os.path.join(tmpdir_root, "ov"))
+    mnt = os.path.join(tmpdir_root, "mnt")
+    os.mkdir(mnt)
+    try:
+        [(name, desc)] = load(archive, stores[0], sn, db)
+        assert name == "docker.io/library/busybox:latest" and desc["digest"] == digest
+        assert db.get_image("default", name).target.digest == digest
+        [snap] = sn.list()
+        mount_all(sn.view("v", snap.name), mnt)
+        try:
+            assert os.path.exists(f"{mnt}/bin/busybox")
+        finally:
+            unmount_all(mnt)
+        # a docker-archive of it loads too
+        out = os.path.join(tmpdir_root, "d.tar")
+        export_docker([(name, desc)], stores[0], out)
+        [(n2, _)] = load(out, stores[1], None, db, namespace="other")
+        assert db.get_image("other", n2).name == "docker.io/library/busybox:latest"
+    finally:
+        sn.close()
+        db.close()

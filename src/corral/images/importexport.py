@@ -325,3 +325,37 @@ def _add_uncompressed_layer(tar, store, desc, diff_id, arcname):
         raise ImageError(f"export: layer {desc['digest']} does not match its diff ID {diff_id}")
     with store.open(desc["digest"]) as raw:
         _tar_add_file(tar, arcname, decompressor(kind, raw), size)
+
+
+# --- load: detect the format, import, record, unpack -----------------------------------
+
+def load(path, store, snapshotter=None, db=None, namespace="default", platform=None, base_name=None):
+    """Import an OCI layout/archive or a docker-archive, record the named images in `db` and
+    unpack each one's platform manifest into `snapshotter`. Returns [(name, descriptor)]."""
+    src = _Source(path)
+    try:
+        is_oci = src.exists("index.json")
+        is_docker = src.exists("manifest.json")
+    finally:
+        src.close()
+    if is_oci:
+        images = import_oci(path, store, base_name)
+    elif is_docker:
+        images = import_docker(path, store)
+    else:
+        raise ImageError(f"load {path}: neither an OCI layout (index.json) nor a docker-archive (manifest.json)")
+    from corral.images.pull import PullResult, record_image
+    from corral.images.unpack import unpack
+    for name, desc in images:
+        if snapshotter is None and (db is None or not name):
+            continue
+        mdesc = _platform_manifest(store, desc, platform)
+        with store.open(mdesc["digest"]) as f:
+            manifest = json.loads(f.read())
+        with store.open(manifest["config"]["digest"]) as f:
+            diff_ids = json.loads(f.read()).get("rootfs", {}).get("diff_ids", [])
+        chain = unpack(store, snapshotter, manifest["layers"], diff_ids) if snapshotter is not None else ""
+        if db is not None and name:
+            record_image(db, namespace, PullResult(name, desc, mdesc, manifest["config"],
+                                                   manifest["layers"], diff_ids, chain))
+    return images
