@@ -126,6 +126,9 @@ def test_v1_limits_written_and_read_back(env):
     m.set({"memory": {"limit": 128 << 20, "swap": 256 << 20}})
     assert _read(mem, "memory.limit_in_bytes") == str(128 << 20)
     assert _read(mem, "memory.memsw.limit_in_bytes") == str(256 << 20)
+    m.set({"memory": {"limit": -1}})
+    unlimited = _read(os.path.dirname(os.path.dirname(mem)), "memory.limit_in_bytes")
+    assert _read(mem, "memory.limit_in_bytes") == _read(mem, "memory.memsw.limit_in_bytes") == unlimited
     assert _read(str(os.path.join(cpuset)), "cgroup.procs") == str(p.pid)
     paths = m.paths()
     assert paths["memory"] == mem and all(os.path.isdir(d) for d in paths.values())

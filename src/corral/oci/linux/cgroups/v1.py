@@ -174,9 +174,10 @@ class Manager:
                 fs.write(d, "memory.limit_in_bytes", limit)
                 fs.write(d, "memory.memsw.limit_in_bytes", swap)
         elif limit:
-            fs.write(d, "memory.limit_in_bytes", limit)
+            # unlimited memory means unlimited memory+swap too, lifted first (memory <= memsw)
             if limit == -1 and os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
                 fs.write(d, "memory.memsw.limit_in_bytes", -1)
+            fs.write(d, "memory.limit_in_bytes", limit)
         elif swap:
             fs.write(d, "memory.memsw.limit_in_bytes", swap)
         if mem.get("reservation"):
