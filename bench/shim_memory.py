@@ -25,7 +25,10 @@ def shim_memory(ctrd):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-            if not any(a.endswith(SHIMS) for a in argv[:2]) or ctrd.sock.encode() not in argv:
+            with open(f"/proc/{entry}/comm", "rb") as f:
+                comm = f.read().strip()
+            ours = comm == b"corral-shim" or b"corral.shim.zygote" in argv  # servers and their zygote
+            if not (ours or any(a.endswith(SHIMS) for a in argv[:2])) or ctrd.sock.encode() not in argv:
                 continue
             with open(f"/proc/{entry}/smaps_rollup") as f:
                 fields = {line.split()[0]: int(line.split()[1]) for line in f if line.split()[-1] == "kB"}

@@ -46,17 +46,21 @@ def ctrd():
 
 
 def shim_pids(ctrd):
-    """Our shims serving this containerd (matched by the daemon address in their command line)."""
+    """Our shim servers for this containerd: named corral-shim, with the daemon's address in
+    their command line (forked by `start`, or by the zygote whose command line names it)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "corral-shim":
+                    continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if any(a.endswith(SHIM.encode()) for a in argv[:2]) and ctrd.sock.encode() in argv:
+        if ctrd.sock.encode() in argv:
             pids.append(int(entry))
     return pids
 

@@ -66,3 +66,27 @@ def load(bundle, create_any=None):
     from google.protobuf.any_pb2 import Any
 
     return from_any(Any.FromString(data))
+
+
+RESOLVED = "corral-runtime.json"
+
+
+def save_resolved(bundle, binary, root):
+    """The runtime binary and root a container uses, for a quick `delete` (no protobuf needed)."""
+    import json
+
+    with open(os.path.join(bundle, RESOLVED), "w") as f:
+        json.dump({"binary": binary, "root": root}, f)
+
+
+def load_resolved(bundle, namespace):
+    """(binary, root) saved at Create, else worked out from the options `start` saved."""
+    import json
+
+    try:
+        with open(os.path.join(bundle, RESOLVED)) as f:
+            saved = json.load(f)
+        return saved["binary"], saved["root"]
+    except (OSError, ValueError, KeyError):
+        opts = load(bundle)
+        return opts["binary_name"] or DEFAULT_BINARY, runtime_root(namespace, opts["root"])

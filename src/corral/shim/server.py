@@ -5,6 +5,7 @@ served none for a while)."""
 import os
 import sys
 
+PROCESS_NAME = b"corral-shim"  # /proc/PID/comm of every shim server, however it was started
 IDLE_EXIT = 60.0  # a shim that never got (or lost all) its containers without a Shutdown
 GROUP_LINGER = 3.0  # a group's shim waits this long after its last container, for the next one
 
@@ -16,11 +17,20 @@ def serve(flags, sock, path, group):
     from corral.oci.linux import syscalls as sc
 
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    set_name(PROCESS_NAME)
     try:
         asyncio.run(_main(flags, sock, path, group))
     finally:
         _remove_socket(path)
     return 0
+
+
+def set_name(name):
+    try:
+        with open("/proc/self/comm", "wb") as f:
+            f.write(name)
+    except OSError:
+        pass
 
 
 def _remove_socket(path):

@@ -103,6 +103,7 @@ class TaskService:
         runtime = Runtime(self.reaper, opts["binary_name"] or options.DEFAULT_BINARY,
                           options.runtime_root(self.namespace, opts["root"]), req.bundle,
                           opts["systemd_cgroup"])
+        options.save_resolved(req.bundle, runtime.binary, runtime.root)
         init = Process("", req.stdin, req.stdout, req.stderr, req.terminal)
         c = Container(req.id, req.bundle, runtime, init)
         self.containers[req.id] = c  # reserve the id while we await

@@ -94,7 +94,9 @@ def start(flags):
         finally:
             os.umask(old)
         sock.listen(128)
-        pid = _spawn_server(flags, sock, path, group, bundle, lock)
+        pid = _via_zygote(flags, sock, path, group, bundle)
+        if pid is None:
+            pid = _spawn_server(flags, sock, path, group, bundle, lock)
         sock.close()
         _write_file(path + ".pid", str(pid))
         _write_file(os.path.join(bundle, "shim.pid"), str(pid))
@@ -105,7 +107,7 @@ def start(flags):
     return 0
 
 
-class _QuietStderr:
+class QuietStderr:
     """The server's stderr is the first container's `log` FIFO; once containerd stops reading
     it (that container is gone, the group lives on), writes go to /dev/null instead of failing."""
 
@@ -120,6 +122,35 @@ class _QuietStderr:
 
     def flush(self):
         pass
+
+
+def _open_log(bundle):
+    """The bundle's `log` FIFO for the server's stderr, if containerd reads it; else /dev/null."""
+    try:
+        fd = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(fd, True)
+        return fd
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+
+def _via_zygote(flags, sock, path, group, bundle):
+    """Have the address's zygote fork the server (see zygote.py); None if there is no zygote,
+    in which case one is launched for the next container."""
+    if os.environ.get("CORRAL_SHIM_ZYGOTE", "1") == "0":
+        return None
+    from corral.shim import zygote
+
+    log = _open_log(bundle)
+    try:
+        params = {"flags": {k: v for k, v in vars(flags).items()}, "path": path, "group": group,
+                  "env": dict(os.environ)}
+        pid = zygote.request(flags.address, sock, log, params)
+    finally:
+        os.close(log)
+    if pid is None:
+        zygote.launch(flags.address)
+    return pid
 
 
 def _spawn_server(flags, sock, path, group, bundle, lock):
@@ -137,11 +168,7 @@ def _spawn_server(flags, sock, path, group, bundle, lock):
         os.close(lock)
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
-        try:
-            log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK)
-            os.set_blocking(log, True)
-        except OSError:
-            log = os.open(os.devnull, os.O_WRONLY)
+        log = _open_log(bundle)
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.dup2(log, 2)
@@ -149,7 +176,7 @@ def _spawn_server(flags, sock, path, group, bundle, lock):
         os.close(log)
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = _QuietStderr()
+        sys.stderr = QuietStderr()
         os.write(w, b"1")
         os.close(w)
         from corral.shim.server import serve
@@ -194,15 +221,14 @@ def delete(flags):
     and print a DeleteResponse (killed by SIGKILL, now)."""
     import time
 
-    from corral.shim.options import DEFAULT_BINARY, load, runtime_root
+    from corral.shim.options import load_resolved
 
     bundle = flags.bundle or os.getcwd()
-    opts = load(bundle)
-    root = runtime_root(flags.namespace, opts["root"])
+    binary, root = load_resolved(bundle, flags.namespace)
     if flags.id and os.path.exists(os.path.join(root, flags.id)):
         import subprocess
 
-        argv = [opts["binary_name"] or DEFAULT_BINARY, "--root", root, "--log", os.path.join(bundle, "log.json"),
+        argv = [binary, "--root", root, "--log", os.path.join(bundle, "log.json"),
                 "--log-format", "json", "delete", "--force", flags.id]
         try:
             subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
