@@ -120,17 +120,18 @@ def test_pull_unpack_record(registry, busybox, env, kind, compression, docker):
     assert [i.name for i in sn.list() if i.kind.name == "ACTIVE"] == []
 
 
-def test_index_platforms_and_digest(registry, busybox, env):
+@pytest.mark.parametrize("docker", [False, True])
+def test_index_platforms_and_digest(registry, busybox, env, docker):
     host = mt.host_platform()
     other = "arm64" if host["architecture"] != "arm64" else "amd64"
-    mine = Image([busybox, layer([("file", "which", b"host")])])
-    theirs = Image([busybox, layer([("file", "which", b"other")])], arch=other)
+    mine = Image([busybox, layer([("file", "which", b"host")])], docker=docker)
+    theirs = Image([busybox, layer([("file", "which", b"other")])], arch=other, docker=docker)
     r_ = repo()
-    idx = push_index(registry.host, r_, "multi", [theirs, mine])
+    idx = push_index(registry.host, r_, "multi", [theirs, mine], docker=docker)
     sn = env.snapshotter()
     c = env.client(registry.host)
     r = pull(f"{registry.host}/{r_}:multi", env.store, c, sn)
-    assert r.target["digest"] == idx and r.target["mediaType"] == mt.OCI_INDEX
+    assert r.target["digest"] == idx and r.target["mediaType"] == (mt.DOCKER_LIST if docker else mt.OCI_INDEX)
     assert r.manifest["digest"] == mine.digest
     assert open(env.rootfs(sn, r.chain_id) + "/which").read() == "host"
     r2 = pull(f"{registry.host}/{r_}@{idx}", env.store, c, sn, platform=f"linux/{other}")

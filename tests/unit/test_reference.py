@@ -64,3 +64,28 @@ def test_media_types():
         mt.compression("application/octet-stream")
     assert mt.detect(b'{"manifests": []}') == mt.OCI_INDEX
     assert mt.detect(b'{"mediaType": "%s"}' % mt.DOCKER_LIST.encode()) == mt.DOCKER_LIST
+
+
+def test_hosts_and_credentials(tmp_path):
+    import base64
+    import json
+
+    from corral.remotes.auth import load_credentials, parse_challenge, save_credentials
+    from corral.remotes.registry import HostConfig, hosts_from_config
+
+    assert hosts_from_config({"127.0.0.1:5000": {"plain_http": True}}) == {"127.0.0.1:5000": HostConfig(plain_http=True)}
+    with pytest.raises(ValueError, match="unknown"):
+        hosts_from_config({"h": {"insecure": True}})
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps({"auths": {
+        "https://reg.example:5000/v2/": {"auth": base64.b64encode(b"u:p:w").decode()},
+        "other.example": {"username": "a", "password": "b"}}}))
+    assert load_credentials(str(path)) == {"reg.example:5000": ("u", "p:w"), "other.example": ("a", "b")}
+    save_credentials("new.example", "x", "y", str(path))
+    assert load_credentials(str(path))["new.example"] == ("x", "y")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert load_credentials(str(tmp_path / "missing.json")) == {}
+    kind, params = parse_challenge('Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push"')
+    assert kind == "bearer" and params == {"realm": "https://auth.example/token", "service": "reg",
+                                          "scope": "repository:a/b:pull,push"}
+    assert parse_challenge('Basic realm="x"') == ("basic", {"realm": "x"})

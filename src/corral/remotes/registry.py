@@ -55,6 +55,17 @@ class HostConfig:
     ca_file: str = ""
 
 
+def hosts_from_config(table):
+    """{host: {plain_http, endpoint, skip_verify, ca_file}} (e.g. a TOML table) → {host: HostConfig}."""
+    out = {}
+    for host, opts in (table or {}).items():
+        unknown = set(opts) - set(HostConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"registry host {host}: unknown setting(s) {', '.join(sorted(unknown))}")
+        out[host] = HostConfig(**opts)
+    return out
+
+
 def _error_text(body):
     try:
         errs = json.loads(body).get("errors") or []
