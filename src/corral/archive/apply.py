@@ -189,6 +189,8 @@ class Applier:
         if base == OPAQUE:
             self._opaque(parent)
             return
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            return      # other .wh..wh. names are aufs metadata, not files (as docker does)
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(parent, base[len(WHITEOUT_PREFIX):])
             return

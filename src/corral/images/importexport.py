@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 
 from corral.archive.compression import decompressor, detect
@@ -18,6 +19,7 @@ from corral.images import mediatypes
 from corral.images.errors import ImageError
 from corral.images.reference import parse
 
+_DIGEST = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 NAME_ANNOTATION = "io.containerd.image.name"
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 CHUNK = 1 << 20
@@ -123,6 +125,8 @@ def import_oci(path, store, base_name=None):
         out = []
 
         def copy(desc, depth=0):
+            if not _DIGEST.match(desc.get("digest", "")):
+                raise ImageError(f"import {path}: bad digest {desc.get('digest')!r} in the layout")
             alg, _, hexd = desc["digest"].partition(":")
             with src.open(f"blobs/{alg}/{hexd}") as f:
                 _ingest(store, f, desc["digest"], desc.get("size"))

@@ -378,9 +378,9 @@ class Registry:
                     location = self._location(ref, resp)
                 self._upload_req(ref, "PUT", location, b"", {}, ok=(201,), digest=digest)
             else:
-                data = f.read()
-                self._upload_req(ref, "PUT", location, data,
-                                 {"Content-Type": "application/octet-stream"}, ok=(201,), digest=digest)
+                # the file itself is the body: http.client streams it, a retry rewinds it
+                self._upload_req(ref, "PUT", location, f, {"Content-Type": "application/octet-stream"},
+                                 ok=(201,), digest=digest, size=desc["size"])
         return "uploaded"
 
     def _location(self, ref, resp):
@@ -390,7 +390,7 @@ class Registry:
         scheme, host, _ = self._host(ref.domain)
         return urllib.parse.urljoin(f"{scheme}://{host}/v2/", loc)
 
-    def _upload_req(self, ref, method, location, data, headers, ok, digest=None):
+    def _upload_req(self, ref, method, location, data, headers, ok, digest=None, size=None):
         u = urllib.parse.urlsplit(location)
         q = urllib.parse.parse_qsl(u.query, keep_blank_values=True)
         if digest:
@@ -398,7 +398,7 @@ class Registry:
         path = u.path[len("/v2/"):] if u.path.startswith("/v2/") else u.path
         if q:
             path += "?" + urllib.parse.urlencode(q)
-        headers = {**headers, "Content-Length": str(len(data))}
+        headers = {**headers, "Content-Length": str(len(data) if size is None else size)}
         return self.request(ref, method, path, headers, data, scope_actions="pull,push", ok=ok)
 
     def push_manifest(self, ref, obj, data, media_type):
