@@ -5,8 +5,8 @@ Init functions import their modules lazily so a failing or disabled plugin costs
 from .plugin import Registration
 
 GRPC = "io.containerd.grpc.v1"
-INTERNAL = "io.containerd.internal.v1"
 EVENT = "io.containerd.event.v1"
+RUNTIME = "io.containerd.runtime.v2"
 
 
 def _introspection(ic):
@@ -27,9 +27,6 @@ def _exchange(ic):
 def _events(ic):
     from corral.services.events import EventsService
     return EventsService(ic.get(EVENT))
-
-
-RUNTIME = "io.containerd.runtime.v2"
 
 
 def _runtime(ic):

@@ -1,7 +1,7 @@
 """Plugins over the storage libraries: content store, metadata DB, snapshotters, and the gRPC
 services in front of them."""
 
-from .builtins import EVENT, GRPC
+from .builtins import EVENT, GRPC, RUNTIME
 from .plugin import Registration, SkipPlugin
 
 CONTENT = "io.containerd.content.v1"
@@ -16,14 +16,6 @@ def _publisher(ic):
     except LookupError:
         return None
     return exchange.publish
-
-
-def _metadata(ic):
-    """The metadata DB, or None while the storage library lacks it."""
-    try:
-        return ic.get(METADATA)
-    except LookupError:
-        return None
 
 
 def _content_store(ic):
@@ -149,7 +141,6 @@ def _grpc(local_id, module, cls):
 
 def _tasks_grpc(ic):
     from corral.services.tasks import Tasks, TasksService
-    from .builtins import RUNTIME
     return TasksService(Tasks(_service(ic, "containers-service"), ic.get(RUNTIME),
                               _service(ic, "snapshots-service")))
 
@@ -175,5 +166,5 @@ def registrations():
         Registration(SERVICE, "content-service", _content_local, requires=[CONTENT, METADATA, EVENT, GC]),
         Registration(GRPC, "content", _content_grpc, requires=[SERVICE]),
         Registration(GRPC, "diff", _diff_grpc, requires=[SERVICE]),
-        Registration(GRPC, "tasks", _tasks_grpc, requires=["io.containerd.runtime.v2", SERVICE]),
+        Registration(GRPC, "tasks", _tasks_grpc, requires=[RUNTIME, SERVICE]),
     ]

@@ -1,29 +1,9 @@
-"""Errors of the services, one class per gRPC status code (containerd's errdefs).
+"""Errors of the services, one class per gRPC status code (containerd's errdefs): the storage
+libraries' classes (corral.metadata.errors, each with a `grpc_code`), re-exported, plus the
+codes only services use. The gRPC adapters map any of them by `grpc_code`."""
 
-The storage libraries' error classes (corral.metadata.errors) carry the same `grpc_code`
-attribute, so the gRPC adapters map both the same way."""
-
-try:
-    from corral.metadata.errors import (StorageError as ServiceError, NotFound, AlreadyExists,
-                                        FailedPrecondition, InvalidArgument, Unavailable)
-except ImportError:  # pragma: no cover - storage libraries not present
-    class ServiceError(Exception):
-        grpc_code = "UNKNOWN"
-
-    class NotFound(ServiceError):
-        grpc_code = "NOT_FOUND"
-
-    class AlreadyExists(ServiceError):
-        grpc_code = "ALREADY_EXISTS"
-
-    class FailedPrecondition(ServiceError):
-        grpc_code = "FAILED_PRECONDITION"
-
-    class InvalidArgument(ServiceError):
-        grpc_code = "INVALID_ARGUMENT"
-
-    class Unavailable(ServiceError):
-        grpc_code = "UNAVAILABLE"
+from corral.metadata.errors import (AlreadyExists, FailedPrecondition, InvalidArgument,  # noqa: F401
+                                    NotFound, StorageError as ServiceError, Unavailable)
 
 
 class Unimplemented(ServiceError):
