@@ -226,3 +226,45 @@ def test_events_stream_reports_oom(rt, cid):
         p.wait(timeout=10)
     rt.ok("delete", "--force", cid)
     assert leftovers(rt.tmp, cid) == []
+
+
+@pytest.mark.skipif(not V1, reason="reads the v1 files")
+def test_limits_inside_match_runc(rt, cid):
+    import shutil
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.skip("runc is not installed")
+    files = ["memory/memory.limit_in_bytes", "memory/memory.memsw.limit_in_bytes",
+             "memory/memory.soft_limit_in_bytes", "memory/memory.swappiness", "cpu/cpu.shares",
+             "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us", "cpuset/cpuset.cpus", "pids/pids.max",
+             "devices/devices.list"]
+    res = {"memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 32 << 20, "swappiness": 20},
+           "cpu": {"shares": 256, "quota": 30000, "period": 60000, "cpus": "0"},
+           "pids": {"limit": 12},
+           "devices": [{"allow": False, "access": "rwm"},
+                       {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}]}
+    script = "; ".join(f"echo == {f}; cat /sys/fs/cgroup/{f}" for f in files)
+    bundle = rt.bundle(args=["sh", "-c", script], changes=_spec(cid, res))
+    ours = rt.ok("run", "--bundle", bundle, cid).stdout  # run deletes the container at exit
+    rroot = os.path.join(rt.tmp, "runc-state")
+    rid = cid + "r"
+    try:
+        theirs = subprocess.run([runc, "--root", rroot, "run", "--bundle", bundle, rid], stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=60).stdout
+    finally:
+        subprocess.run([runc, "--root", rroot, "delete", "--force", rid], capture_output=True, timeout=60)
+    assert leftovers(rt.tmp, cid) == []
+
+    def parse(text):
+        out, cur = {}, None
+        for line in text.splitlines():
+            if line.startswith("== "):
+                cur = line[3:]
+                out[cur] = []
+            elif cur:
+                out[cur].append(line)
+        out["devices/devices.list"] = sorted(out.get("devices/devices.list", []))
+        return out
+    a, b = parse(ours), parse(theirs)
+    assert set(a) == set(files)
+    assert a == b, " | ".join(a["devices/devices.list"]) + " vs " + " | ".join(b["devices/devices.list"])

@@ -4,13 +4,14 @@ OCI rules apply in order, a later rule overriding an earlier one. The runtime al
 the devices every container needs after the config's own rules, as runc does.
 """
 
-# (type, major, minor, access): /dev/null, zero, full, random, urandom, tty, console, ptmx,
-# the pts devices, and mknod of any device (the rootfs creates them; access stays controlled)
+# (type, major, minor, access), the same set as runc 1.1: /dev/null, zero, full, random,
+# urandom, tty, ptmx, the pts devices (/dev/console is a pts bind mount), /dev/net/tun, and
+# mknod of any device (access to what is made stays controlled)
 DEFAULT_ALLOWED = [
     ("c", None, None, "m"), ("b", None, None, "m"),
     ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
-    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),
-    ("c", 136, None, "rwm"),
+    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"),
+    ("c", 136, None, "rwm"), ("c", 10, 200, "rwm"),
 ]
 
 
