@@ -119,3 +119,18 @@ def test_pull_interrupted_by_kill_resumes(env, tmp_path):
     assert d.ctr("content", "active", namespace="killpull").stdout.split()[:1] in ([], ["REF"])
     res = d.ctr("run", "--rm", big_ref, "bigrun", "sh", "-c", "wc -c < /big.bin", namespace="killpull")
     assert res.stdout.strip() == str(96 << 20)
+
+
+@pytest.mark.parametrize("compression", ["zstd", ""])
+def test_pull_other_layer_compressions(env, compression):
+    from tests.helpers.imagebuild import Image, busybox_layer, layer
+    d, ref, _ = env
+    host = ref.split("/", 1)[0]
+    img = Image([busybox_layer(), layer([("file", "etc/kind", (compression or "plain").encode())])],
+                compression=compression)
+    name = f"{host}/corral/bb-{compression or 'plain'}:v1"
+    img.push(host, f"corral/bb-{compression or 'plain'}", "v1")
+    ns = f"comp-{compression or 'plain'}"
+    d.ctr("images", "pull", "--plain-http", name, namespace=ns, timeout=120)
+    res = d.ctr("run", "--rm", name, f"run-{ns}", "cat", "/etc/kind", namespace=ns)
+    assert res.stdout == (compression or "plain")
