@@ -268,3 +268,19 @@ def test_limits_inside_match_runc(rt, cid):
     a, b = parse(ours), parse(theirs)
     assert set(a) == set(files)
     assert a == b, " | ".join(a["devices/devices.list"]) + " vs " + " | ".join(b["devices/devices.list"])
+
+
+def test_config_devices_allowed_under_deny_all(rt, cid):
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse on this host")
+
+    def change(spec):
+        _spec(cid, {"devices": [{"allow": False, "access": "rwm"}]})(spec)
+        spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                     "fileMode": 0o666, "uid": 0, "gid": 0}]
+    bundle = rt.bundle(args=["sh", "-c", "exec 3</dev/fuse && echo fuse-opened; "
+                                         "mknod /tmp/k c 1 11 && exec 4</tmp/k && echo kmsg-opened"],
+                       changes=change)
+    res = rt("run", "--bundle", bundle, cid)
+    assert "fuse-opened" in res.stdout and "kmsg-opened" not in res.stdout
+    assert leftovers(rt.tmp, cid) == []

@@ -170,7 +170,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         from corral.oci.linux import security
         security.set_oom_score_adj(c.pid, process.get("oomScoreAdj"))
         if manager is not None:
-            manager.set(linux.get("resources") or {})
+            manager.set(linux.get("resources") or {}, linux.get("devices") or ())
         send(parent_sock, t="init")
         while True:
             msg = recv(parent_sock)
