@@ -133,10 +133,18 @@ def test_state_of_reused_pid_is_stopped(rt, cid):
     import json
     with open(path) as f:
         data = json.load(f)
+    real_pid = data["pid"]
     data["pid"] = os.getpid()  # a live process that is not the container's init
     with open(path, "w") as f:
         json.dump(data, f)
-    assert rt.state(cid)["status"] == "stopped"
+    try:
+        assert rt.state(cid)["status"] == "stopped"
+    finally:
+        data["pid"] = real_pid  # so that the cleanup finds and kills the real init
+        with open(path, "w") as f:
+            json.dump(data, f)
+    rt.ok("delete", "--force", cid)
+    assert leftovers(rt.tmp, cid) == []
 
 
 def test_no_pivot(rt, cid):
