@@ -127,11 +127,11 @@ class Image:
         self.blobs[d] = data
         return {"mediaType": media, "digest": d, "size": len(data)}
 
-    def push(self, host, repo, tag, skip_blobs=()):
+    def push(self, host, repo, tag, skip_blobs=(), ssl_context=None):
         for d, data in self.blobs.items():
             if d not in skip_blobs:
-                push_blob(host, repo, d, data)
-        put_manifest(host, repo, tag, self.manifest_bytes, self.manifest["mediaType"])
+                push_blob(host, repo, d, data, ssl_context)
+        put_manifest(host, repo, tag, self.manifest_bytes, self.manifest["mediaType"], ssl_context)
         return self.digest
 
 
@@ -150,8 +150,11 @@ def push_index(host, repo, tag, images, docker=False):
     return sha(data)
 
 
-def _req(host, method, path, body=b"", headers=None):
-    c = http.client.HTTPConnection(host, timeout=60)
+def _req(host, method, path, body=b"", headers=None, ssl_context=None):
+    if ssl_context is not None:
+        c = http.client.HTTPSConnection(host, timeout=60, context=ssl_context)
+    else:
+        c = http.client.HTTPConnection(host, timeout=60)
     c.request(method, path, body=body, headers={"Content-Length": str(len(body)), **(headers or {})})
     r = c.getresponse()
     data = r.read()
@@ -159,18 +162,19 @@ def _req(host, method, path, body=b"", headers=None):
     return r, data
 
 
-def push_blob(host, repo, digest, data):
-    r, _ = _req(host, "POST", f"/v2/{repo}/blobs/uploads/")
+def push_blob(host, repo, digest, data, ssl_context=None):
+    r, _ = _req(host, "POST", f"/v2/{repo}/blobs/uploads/", ssl_context=ssl_context)
     assert r.status == 202, r.status
     loc = r.getheader("Location")
     u = urllib.parse.urlsplit(loc)
     q = (u.query + "&" if u.query else "") + "digest=" + digest
-    r, body = _req(host, "PUT", f"{u.path}?{q}", data, {"Content-Type": "application/octet-stream"})
+    r, body = _req(host, "PUT", f"{u.path}?{q}", data, {"Content-Type": "application/octet-stream"},
+                   ssl_context)
     assert r.status == 201, (r.status, body)
 
 
-def put_manifest(host, repo, tag, data, media):
-    r, body = _req(host, "PUT", f"/v2/{repo}/manifests/{tag}", data, {"Content-Type": media})
+def put_manifest(host, repo, tag, data, media, ssl_context=None):
+    r, body = _req(host, "PUT", f"/v2/{repo}/manifests/{tag}", data, {"Content-Type": media}, ssl_context)
     assert r.status == 201, (r.status, body)
 
 

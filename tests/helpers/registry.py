@@ -44,10 +44,20 @@ def free_port():
 
 
 class LocalRegistry:
-    def __init__(self):
+    """tls=True serves https with a self-signed certificate for 127.0.0.1 (self.cert)."""
+
+    def __init__(self, tls=False):
         self.dir = tempfile.mkdtemp(prefix="corral-reg-")
         self.port = None
         self.proc = None
+        self.cert = None
+        if tls:
+            self.cert = os.path.join(self.dir, "cert.pem")
+            self.key = os.path.join(self.dir, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key,
+                            "-out", self.cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
+                           timeout=60)
 
     @property
     def host(self):
@@ -59,6 +69,8 @@ class LocalRegistry:
             cfg = os.path.join(self.dir, "config.yml")
             with open(cfg, "w") as f:
                 f.write(CONFIG.format(root=os.path.join(self.dir, "data"), port=self.port))
+                if self.cert:
+                    f.write(f"  tls:\n    certificate: {self.cert}\n    key: {self.key}\n")
             log = open(os.path.join(self.dir, "registry.log"), "ab")
             self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=log, stderr=log,
                                          start_new_session=True)
@@ -66,7 +78,12 @@ class LocalRegistry:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
-                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                    if self.cert:
+                        import ssl
+                        c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2,
+                                                        context=ssl.create_default_context(cafile=self.cert))
+                    else:
+                        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                     c.request("GET", "/v2/")
                     if c.getresponse().status == 200:
                         c.close()

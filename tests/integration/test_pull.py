@@ -178,6 +178,24 @@ def test_retries_and_range_resume(registry, env):
         proxy.stop()
 
 
+def test_https_default_and_ca(busybox, env):
+    reg = LocalRegistry(tls=True).start()
+    try:
+        img = Image([busybox])
+        import ssl
+        img.push(reg.host, "tls/app", "v1", ssl_context=ssl.create_default_context(cafile=reg.cert))
+        name = f"{reg.host}/tls/app:v1"
+        with pytest.raises(ImageError, match="certificate of .* is not trusted"):
+            pull(name, env.store, Registry(credentials={}), None)       # https, the CA unknown
+        with pytest.raises(ImageError):
+            pull(name, env.store, env.client(reg.host), None)           # plain http to a TLS port
+        r = pull(name, env.store, Registry(hosts={reg.host: HostConfig(ca_file=reg.cert)}, credentials={}),
+                 env.snapshotter())
+        assert r.target["digest"] == img.digest
+    finally:
+        reg.stop()
+
+
 def test_blob_redirects(registry, busybox, env):
     img = Image([busybox, layer([("file", "r", b"redirected")])])
     r_ = repo()

@@ -140,6 +140,11 @@ class Registry:
             try:
                 conn.request(method, path, body=body, headers=h)
                 resp = conn.getresponse()
+            except ssl.SSLCertVerificationError as e:
+                self._drop_conn(scheme, host)
+                raise RegistryError(f"{method} {url}: the TLS certificate of {host} is not trusted "
+                                    f"({e.verify_message}); give its CA file in the host config, or "
+                                    "mark the host plain-http if it has no TLS") from None
             except (OSError, http.client.HTTPException) as e:
                 self._drop_conn(scheme, host)
                 raise _Retry(f"{method} {url}: {e}") from None
