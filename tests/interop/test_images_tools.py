@@ -181,3 +181,23 @@ def test_ctr_pulls_corral_push_and_imports_exports(registry, image, store, tmpdi
         assert unpack(third, sn, m["layers"], image.config["rootfs"]["diff_ids"])
     finally:
         sn.close()
+
+
+def test_ctr_push_corral_pull(registry, store, tmpdir_root, containerd):
+    from corral.busybox import make_oci_archive
+    archive = os.path.join(tmpdir_root, "busybox.tar")
+    digest = make_oci_archive(archive, "docker.io/library/busybox:latest")
+    containerd.ctr("images", "import", archive)
+    name = f"{registry.host}/{repo()}:ctr"
+    containerd.ctr("images", "tag", "docker.io/library/busybox:latest", name)
+    containerd.ctr("images", "push", "--plain-http", name, timeout=120)
+    sn = OverlaySnapshotter(os.path.join(tmpdir_root, "ov"))
+    try:
+        r = pull(name, store, client(registry.host), sn)
+        assert r.target["digest"] == digest
+        # containerd and corral agree on the chain ID (the snapshot key of the unpacked image)
+        containerd.ctr("images", "pull", "--plain-http", name, timeout=120)
+        snaps = containerd.ctr("snapshots", "ls").stdout
+        assert r.chain_id in snaps
+    finally:
+        sn.close()
