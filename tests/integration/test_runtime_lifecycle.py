@@ -152,3 +152,29 @@ def test_no_pivot(rt, cid):
     res = rt("run", "--no-pivot", "--bundle", bundle, cid)
     assert res.returncode == 0, res.stderr
     assert "bin" in res.stdout.split() and "busybox" not in res.stdout
+
+
+def test_delete_kills_all_in_shared_pid_namespace(rt, cid):
+    def change(s):
+        s["linux"]["namespaces"] = [n for n in s["linux"]["namespaces"] if n["type"] != "pid"]
+    bundle = rt.bundle(args=["sh", "-c", "sleep 1000 & exec sleep 1001"], changes=change)
+    rt.ok("run", "-d", "--bundle", bundle, cid)
+    pid = rt.state(cid)["pid"]
+    import time
+    deadline = time.monotonic() + 10
+    children = ""
+    while not children and time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        time.sleep(0.01)
+    assert children
+    rt.ok("kill", "--all", cid, "KILL")
+    rt.wait_status(cid, "stopped")
+    rt.ok("delete", cid)
+    for p in children + [str(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                assert f.read().split(") ")[1][0] in "ZX"
+        except FileNotFoundError:
+            pass
+    assert leftovers(rt.tmp, cid) == []

@@ -350,5 +350,31 @@ def delete(ctx, container_id, force=False):
         except RuntimeFailure as e:
             warn(ctx, str(e))
     if mgr is not None:
+        _kill_leftovers(mgr)
         mgr.destroy()
     remove_state_dir(c.dir)
+
+
+def _kill_leftovers(mgr):
+    """SIGKILL what is left in the cgroup once init is gone (processes of a container that
+    shares the host's pid namespace, or exec'd ones not yet reaped), so it can be removed."""
+    try:
+        pids = mgr.pids()
+    except (OSError, RuntimeFailure):
+        return
+    if not pids:
+        return
+    _signal_all(pids, SIGKILL)
+    try:
+        if mgr.frozen():
+            mgr.thaw()
+    except (OSError, RuntimeFailure):
+        pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if not mgr.pids():
+                return
+        except (OSError, RuntimeFailure):
+            return
+        time.sleep(0.01)
