@@ -25,27 +25,30 @@ def _run_one(kind, index, hook, data):
     timeout = hook.get("timeout")
     what = f"{kind} hook #{index} ({path})"
     r_in, w_in = os.pipe()
-    r_err, w_err = os.pipe()
+    # the hook's stdout and stderr go to a memory file (a pipe could fill up and block it);
+    # their start is quoted when the hook fails
+    out = os.memfd_create("hook-output", os.MFD_CLOEXEC)
     try:
         pid = os.fork()
     except OSError as e:
-        for fd in (r_in, w_in, r_err, w_err):
+        for fd in (r_in, w_in, out):
             os.close(fd)
         raise RuntimeFailure(f"{what} could not start: {e.strerror}") from None
     if pid == 0:
         try:
             os.dup2(r_in, 0)
-            os.dup2(w_err, 2)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
             os.closerange(3, 65536)
             os.execve(path, args, env)
         except OSError as e:
             os.write(2, f"exec failed: {e.strerror}".encode())
         os._exit(127)
     os.close(r_in)
-    os.close(w_err)
     try:
+        os.set_blocking(w_in, False)  # a hook that reads no stdin must not block us
         try:
-            os.write(w_in, data)  # the state is small: it fits in the pipe buffer
+            os.write(w_in, data)
         except OSError:
             pass
         os.close(w_in)
@@ -53,18 +56,14 @@ def _run_one(kind, index, hook, data):
         status = _wait(pid, timeout)
         if status is None:
             raise RuntimeFailure(f"{what} timed out after {timeout}s and was killed")
-        os.set_blocking(r_err, False)
-        try:
-            err = os.read(r_err, 4096).decode(errors="replace").strip().replace("\n", " ")
-        except OSError:
-            err = ""
+        err = os.pread(out, 4096, 0).decode(errors="replace").strip().replace("\n", " ")
         if status != 0:
             detail = f": {err}" if err else ""
             raise RuntimeFailure(f"{what} failed with {_describe(status)}{detail}")
     finally:
         if w_in >= 0:
             os.close(w_in)
-        os.close(r_err)
+        os.close(out)
 
 
 def _wait(pid, timeout):
