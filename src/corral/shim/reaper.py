@@ -63,6 +63,25 @@ class Reaper:
             del self.unclaimed[pid]
 
 
+async def _read_all(loop, pipe):
+    reader = asyncio.StreamReader(loop=loop)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    try:
+        return await reader.read()
+    finally:
+        transport.close()
+
+
+async def wait_readable(loop, fd, timeout):
+    """Wait until fd is readable (no thread: the loop watches it)."""
+    fut = loop.create_future()
+    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await asyncio.wait_for(fut, timeout)
+    finally:
+        loop.remove_reader(fd)
+
+
 async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, stdout=None, stderr=None,
                       env=None, timeout=120):
     """Run a command with the reaper as its only waiter; returns (exit status, stdout, stderr)
@@ -87,7 +106,7 @@ async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, st
     for name in ("stdout", "stderr"):
         f = getattr(proc, name)
         if f is not None:
-            pipes[name] = loop.run_in_executor(None, f.read)
+            pipes[name] = loop.create_task(_read_all(loop, f))
     try:
         status, _ = await asyncio.wait_for(exited, timeout)
     except asyncio.TimeoutError:
@@ -100,5 +119,4 @@ async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, st
     out = {}
     for name, fut in pipes.items():
         out[name] = await fut
-        getattr(proc, name).close()
     return status, out.get("stdout", b""), out.get("stderr", b"")

@@ -18,11 +18,23 @@ def serve(flags, sock, path, group):
 
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     set_name(PROCESS_NAME)
+    one_malloc_arena()
     try:
         asyncio.run(_main(flags, sock, path, group))
     finally:
         _remove_socket(path)
     return 0
+
+
+def one_malloc_arena():
+    """Threads (the loop's default executor, if anything uses it) would each get a malloc arena
+    of their own: keep one, the shim is not allocation-bound."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def set_name(name):

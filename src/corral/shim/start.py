@@ -146,10 +146,12 @@ def _via_zygote(flags, sock, path, group, bundle):
         params = {"flags": {k: v for k, v in vars(flags).items()}, "path": path, "group": group,
                   "env": dict(os.environ)}
         pid = zygote.request(flags.address, sock, log, params)
+        if pid is None and zygote.launch(flags.address, timeout=3.0):
+            # the first container of this daemon waits for the zygote (it takes about as long
+            # as a server of our own would to import), so that every server shares its pages
+            pid = zygote.request(flags.address, sock, log, params)
     finally:
         os.close(log)
-    if pid is None:
-        zygote.launch(flags.address)
     return pid
 
 

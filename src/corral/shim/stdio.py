@@ -14,6 +14,8 @@ import socket
 import uuid
 from urllib.parse import parse_qsl, urlparse
 
+from corral.shim.reaper import wait_readable
+
 CONSOLE_DIR = "/run/containerd/s"
 
 
@@ -120,7 +122,7 @@ class ProcessIO:
         for fd in (out_r, err_r, wait_w):
             os.close(fd)
         try:
-            await asyncio.wait_for(self.loop.run_in_executor(None, os.read, wait_r, 1), 10)
+            await wait_readable(self.loop, wait_r, 10)
         except asyncio.TimeoutError:
             raise OSError(f"logging binary {argv[0]} did not signal readiness in 10s") from None
         finally:
@@ -143,8 +145,9 @@ class ProcessIO:
         conn, _ = await asyncio.wait_for(self.loop.sock_accept(sock), timeout)
         try:
             fds = array.array("i")
-            msg, ancdata, _, _ = await asyncio.wait_for(
-                self.loop.run_in_executor(None, conn.recvmsg, 4096, socket.CMSG_SPACE(fds.itemsize)), timeout)
+            conn.setblocking(False)
+            await wait_readable(self.loop, conn.fileno(), timeout)
+            msg, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
             for level, ctype, data in ancdata:
                 if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
                     fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])

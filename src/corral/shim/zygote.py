@@ -47,13 +47,28 @@ def request(address, sock, log_fd, params, timeout=2.0):
         conn.close()
 
 
-def launch(address):
-    """Start a zygote for `address` in the background (it exits at once if one runs already)."""
+def launch(address, timeout):
+    """Start a zygote for `address` (it exits at once if one runs already); True once its
+    socket accepts connections, False if that takes longer than timeout seconds."""
+    import socket
     import subprocess
+    import time
 
-    subprocess.Popen([sys.executable, "-m", "corral.shim.zygote", address], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "corral.shim.zygote", address], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
                      cwd="/")
+    path = zygote_path(address)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    return False
 
 
 def _preload():
@@ -74,6 +89,16 @@ def _preload():
     import corral.shim.stats  # noqa: F401
     import corral.ttrpc.client  # noqa: F401
     import corral.ttrpc.server  # noqa: F401
+    from corral.api.containerd.events import task_pb2 as events
+    from corral.api.containerd.runtime.v2.task import shim_pb2
+    from corral.api.ttrpc import ttrpc_pb2
+
+    # protobuf builds its message classes' runtime state on first use: do it here, once,
+    # rather than in every server
+    for module in (shim_pb2, events, ttrpc_pb2):
+        for name in module.DESCRIPTOR.message_types_by_name:
+            msg = getattr(module, name)()
+            type(msg).FromString(msg.SerializeToString())
 
 
 def _reap(*_):
@@ -104,6 +129,9 @@ def main(argv=None):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 0  # another zygote serves this address
+    from corral.shim.server import one_malloc_arena
+
+    one_malloc_arena()
     _preload()
     try:
         os.unlink(path)
