@@ -171,6 +171,27 @@ def test_freeze_and_thaw_a_real_process(env, tmpdir_root):
     assert _advances(path)
 
 
+@pytest.mark.skipif(not LAYOUT.unified, reason="not a hybrid host")
+def test_hybrid_without_v1_freezer_freezes_in_cgroup2(env, tmpdir_root, cid):
+    from corral.oci.linux.cgroups.v1 import Manager as V1Manager
+    pids_dir = os.path.join(next(mp for mp, (_r, c) in LAYOUT.hierarchies.items() if "pids" in c),
+                            PARENT.lstrip("/"), cid)
+    m = env.manager(V1Manager({"pids": pids_dir}, os.path.join(LAYOUT.unified, PARENT.lstrip("/"), cid), cid))
+    p, path = _counter(env, tmpdir_root)
+    m.apply(p.pid)
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not _value(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    m.freeze()
+    assert m.frozen() and not _advances(path)
+    with open(os.path.join(m.unified, "cgroup.freeze")) as f:
+        assert f.read().strip() == "1"
+    m.thaw()
+    assert not m.frozen() and _advances(path)
+
+
 def test_stats_of_a_working_process(env):
     m = env.manager()
     code = ("import sys, time\nsys.stdin.readline()\nblob = bytearray(24 << 20)\n"

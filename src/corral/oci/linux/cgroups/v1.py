@@ -100,7 +100,17 @@ class Manager:
 
     # ---- freezer -------------------------------------------------------------------------
 
+    def _unified_freezer(self):
+        """On a hybrid host without the v1 freezer, the cgroup2 directory's cgroup.freeze."""
+        if self.dir("freezer") is None and self.unified:
+            from corral.oci.linux.cgroups.v2 import Manager as V2
+            return V2(posixpath.dirname(self.unified), posixpath.basename(self.unified), controllers=False)
+        return None
+
     def freeze(self):
+        alt = self._unified_freezer()
+        if alt is not None:
+            return alt.freeze()
         d = self._need("freezer", "pause")
         fs.write(d, "freezer.state", "FROZEN")
         deadline = time.monotonic() + 10
@@ -114,10 +124,16 @@ class Manager:
             fs.write(d, "freezer.state", "FROZEN")
 
     def thaw(self):
+        alt = self._unified_freezer()
+        if alt is not None:
+            return alt.thaw()
         d = self._need("freezer", "resume")
         fs.write(d, "freezer.state", "THAWED")
 
     def frozen(self):
+        alt = self._unified_freezer()
+        if alt is not None:
+            return alt.frozen()
         d = self.dir("freezer")
         if d is None:
             return False
