@@ -305,3 +305,24 @@ def test_stdin_fifo_close_io_and_update(shim_env, tmpdir_root):
             await shim.close()
     run(body())
     assert wait_gone(shim.pid)
+
+
+def test_delete_a_created_task(shim_env):
+    """A task deleted before Start: the runtime kills its init, Delete reports 137 at once."""
+    shim = shim_env(["sleep", "1000"])
+
+    async def body():
+        await shim.start()
+        try:
+            pid = (await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle),
+                                   pb.CreateTaskResponse)).pid
+            t = time.monotonic()
+            deleted = await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            assert time.monotonic() - t < 3
+            assert (deleted.pid, deleted.exit_status) == (pid, 137)
+            assert wait_gone(pid)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert shim.topics() == ["/tasks/create", "/tasks/exit", "/tasks/delete"]

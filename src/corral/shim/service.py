@@ -216,6 +216,8 @@ class TaskService:
             resp = pb.DeleteResponse(pid=proc.pid, exit_status=proc.exit_status)
             _ts(resp.exited_at, proc.exited_at)
             return resp
+        if proc.status == CREATED:
+            proc.started.set()  # it never will be: let its exit be reported at once
         try:
             await c.runtime.delete(c.id, force=proc.status == CREATED)
         except TtrpcError as e:
