@@ -66,6 +66,8 @@ def _cgroups():
 
 def wait_gone(pid, start_time, timeout=10.0):
     """Wait until the process (pid + start time) no longer runs; False on timeout."""
+    if start_time is None:
+        return True  # it was gone before we could read its start time
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while statelib.proc_start_time(pid) == start_time:
@@ -136,7 +138,8 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         c.save()
         opened = namespaces.open_paths(linux.get("namespaces"))
         if process.get("terminal") and console_sock is None:
-            console_sock = own_console = __import__("corral.oci.console", fromlist=["connect"]).connect(console_socket)
+            from corral.oci import console
+            console_sock = own_console = console.connect(console_socket)
         preload(process, spec)
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         setup = Setup(spec, bundle, rootfs, container_id, opened, fifo_fd,
@@ -205,8 +208,9 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
             wait_gone(c.pid, c.start_time)
         if manager is not None:
             try:
+                _kill_leftovers(manager)
                 manager.destroy()
-            except Exception:
+            except (OSError, RuntimeFailure):
                 pass
         remove_state_dir(cdir)
         raise

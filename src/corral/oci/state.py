@@ -59,7 +59,7 @@ class Container:
         return os.path.join(self.dir, EXEC_FIFO)
 
     def alive(self):
-        return bool(self.pid) and proc_start_time(self.pid) == self.start_time
+        return bool(self.pid) and self.start_time is not None and proc_start_time(self.pid) == self.start_time
 
     def status(self):
         if not self.pid:
