@@ -35,7 +35,31 @@ def _exists_error(e):
     return type(e).__name__ == "AlreadyExists"
 
 
-def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=None, stream=None):
+class _Stopped(Exception):
+    pass
+
+
+class _StopSink:
+    """Passes writes on until `stop` is set, then aborts the download (the partial ingest stays
+    for a later pull to resume)."""
+
+    def __init__(self, sink, stop):
+        self.sink, self.stop = sink, stop
+
+    @property
+    def offset(self):
+        return self.sink.offset
+
+    def write(self, data):
+        if self.stop.is_set():
+            raise _Stopped()
+        self.sink.write(data)
+
+    def truncate(self, size):
+        self.sink.truncate(size)
+
+
+def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=None, stream=None, stop=None):
     """Make sure blob `desc` is in the content store (resuming a partial ingest). A fresh
     download also feeds `stream` (a LayerStream), which is closed or broken at the end."""
     digest = desc["digest"]
@@ -59,6 +83,8 @@ def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=Non
                 sink = TeeSink(w, stream)
             else:
                 stream.fail()       # resuming: the unpacker reads the finished blob instead
+        if stop is not None:
+            sink = _StopSink(sink, stop)
         try:
             registry.fetch_blob(ref, desc, sink, progress) if kind not in ("manifest", "index") else \
                 _write_manifest(registry, ref, digest, w)
@@ -200,7 +226,11 @@ def _fetch_layer(registry, ref, store, desc, diff_id, progress, stop, stream):
         if stream:
             stream.fail()
         return
-    fetch_into_store(registry, ref, store, desc, "layer", {UNCOMPRESSED_LABEL: diff_id}, progress, stream)
+    try:
+        fetch_into_store(registry, ref, store, desc, "layer", {UNCOMPRESSED_LABEL: diff_id}, progress, stream,
+                         stop)
+    except _Stopped:
+        pass
 
 
 def _label_content(store, r, snapshotter_name):
