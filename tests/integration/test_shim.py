@@ -50,15 +50,21 @@ class Shim:
         return [venv_tool("containerd-shim-corral-v2"), "-namespace", self.namespace, "-address", self.address,
                 "-publish-binary", "/bin/false", "-id", self.cid, *args]
 
-    async def start(self):
+    async def serve_events(self):
         server = Server()
 
         async def forward(ctx, req):
+            assert req.envelope.namespace == self.namespace
             self.events.append((req.envelope.topic, req.envelope.event))
             return Empty()
         server.register("containerd.services.events.ttrpc.v1.Events", {"Forward": (ForwardRequest, forward)})
         await server.serve(self.events_sock)
         self.events_server = server
+
+    async def start(self, events=True):
+        self.events_server = None
+        if events:
+            await self.serve_events()
         res = subprocess.run(self.argv("start"), cwd=self.bundle, input=self.opts.SerializeToString(),
                              capture_output=True, timeout=30, env=dict(os.environ, TTRPC_ADDRESS=self.events_sock))
         assert res.returncode == 0, res.stderr
@@ -73,7 +79,8 @@ class Shim:
 
     async def close(self):
         await self.client.close()
-        await self.events_server.close()
+        if self.events_server:
+            await self.events_server.close()
 
     def topics(self):
         return [t for t, _ in self.events]
@@ -326,3 +333,27 @@ def test_delete_a_created_task(shim_env):
             await shim.close()
     run(body())
     assert shim.topics() == ["/tasks/create", "/tasks/exit", "/tasks/delete"]
+
+
+def test_events_wait_for_the_daemon(shim_env):
+    """Events published while the daemon's endpoint is away are delivered, in order, once it is back."""
+    shim = shim_env(["true"])
+
+    async def body():
+        await shim.start(events=False)
+        try:
+            await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle), pb.CreateTaskResponse)
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            await asyncio.sleep(0.5)
+            await shim.serve_events()
+            for _ in range(100):
+                if len(shim.events) == 3:
+                    break
+                await asyncio.sleep(0.1)
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert shim.topics() == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
