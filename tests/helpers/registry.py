@@ -46,11 +46,23 @@ def free_port():
 class LocalRegistry:
     """tls=True serves https with a self-signed certificate for 127.0.0.1 (self.cert)."""
 
-    def __init__(self, tls=False):
+    def __init__(self, tls=False, htpasswd=None):
+        """htpasswd=(user, password): the registry itself demands Basic auth (bcrypt hash made
+        with the system's crypt(3), as `htpasswd -B` would)."""
         self.dir = tempfile.mkdtemp(prefix="corral-reg-")
         self.port = None
         self.proc = None
         self.cert = None
+        self.htpasswd = None
+        if htpasswd:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import crypt
+            user, password = htpasswd
+            self.htpasswd = os.path.join(self.dir, "htpasswd")
+            with open(self.htpasswd, "w") as f:
+                f.write(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n")
         if tls:
             self.cert = os.path.join(self.dir, "cert.pem")
             self.key = os.path.join(self.dir, "key.pem")
@@ -71,6 +83,8 @@ class LocalRegistry:
                 f.write(CONFIG.format(root=os.path.join(self.dir, "data"), port=self.port))
                 if self.cert:
                     f.write(f"  tls:\n    certificate: {self.cert}\n    key: {self.key}\n")
+                if self.htpasswd:
+                    f.write(f"auth:\n  htpasswd:\n    realm: corral-test\n    path: {self.htpasswd}\n")
             log = open(os.path.join(self.dir, "registry.log"), "ab")
             self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=log, stderr=log,
                                          start_new_session=True)
@@ -85,7 +99,7 @@ class LocalRegistry:
                     else:
                         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                     c.request("GET", "/v2/")
-                    if c.getresponse().status == 200:
+                    if c.getresponse().status in (200, 401):
                         c.close()
                         return self
                 except OSError:

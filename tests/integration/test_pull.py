@@ -178,6 +178,27 @@ def test_retries_and_range_resume(registry, env):
         proxy.stop()
 
 
+def test_registry_htpasswd_basic_auth(busybox, env, tmpdir_root):
+    reg = LocalRegistry(tls=True, htpasswd=("bob", "pw-1")).start()
+    try:
+        from corral.images.push import push
+        c = Registry(hosts={reg.host: HostConfig(ca_file=reg.cert)}, credentials={reg.host: ("bob", "pw-1")})
+        src = ContentStore(os.path.join(tmpdir_root, "src"))
+        from corral.images.importexport import import_oci
+        from tests.helpers.imagebuild import write_oci_layout
+        img = Image([busybox])
+        write_oci_layout(os.path.join(tmpdir_root, "layout"), img)
+        [(_, desc)] = import_oci(os.path.join(tmpdir_root, "layout"), src)
+        push(f"{reg.host}/auth/app:v1", desc, src, c)
+        r = pull(f"{reg.host}/auth/app:v1", env.store, c, env.snapshotter())
+        assert r.target["digest"] == img.digest
+        wrong = Registry(hosts={reg.host: HostConfig(ca_file=reg.cert)}, credentials={reg.host: ("bob", "nope")})
+        with pytest.raises(ImageError, match="401"):
+            pull(f"{reg.host}/auth/app:v1", env.store, wrong, None)
+    finally:
+        reg.stop()
+
+
 def test_https_default_and_ca(busybox, env):
     reg = LocalRegistry(tls=True).start()
     try:
