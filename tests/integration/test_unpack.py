@@ -1,9 +1,7 @@
 """Unpack onto real snapshotters: many layers, the parallel overlay path against the native one,
 layers that need their lowers, failures that leave nothing behind, resuming a partial chain."""
 
-import io
 import os
-import stat
 
 import pytest
 

@@ -1,6 +1,5 @@
 """Import and export (OCI layout/archive, docker-archive), round trips and bad archives."""
 
-import io
 import json
 import os
 import tarfile
@@ -14,7 +13,7 @@ from corral.metadata.db import MetadataDB
 from corral.images.unpack import unpack
 from corral.snapshots.mount import mount_all, unmount_all
 from corral.snapshots.overlay import OverlaySnapshotter
-from tests.helpers.imagebuild import Image, layer, sha, write_oci_layout
+from tests.helpers.imagebuild import Image, layer, write_oci_layout
 
 pytestmark = pytest.mark.timeout(60)
 

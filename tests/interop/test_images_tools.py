@@ -201,3 +201,15 @@ def test_ctr_push_corral_pull(registry, store, tmpdir_root, containerd):
         assert r.chain_id in snaps
     finally:
         sn.close()
+
+
+def test_umoci_unpacks_corral_export(image, store, tmpdir_root):
+    layout = os.path.join(tmpdir_root, "layout")
+    write_oci_layout(layout, image)
+    [(_, desc)] = import_oci(layout, store)
+    out = os.path.join(tmpdir_root, "exported")
+    export_oci([("docker.io/corral/exported:v3", desc)], store, out, layout_dir=True)
+    run("umoci", "unpack", "--image", f"{out}:v3", os.path.join(tmpdir_root, "bundle"))
+    rootfs = os.path.join(tmpdir_root, "bundle", "rootfs")
+    assert open(f"{rootfs}/etc/motd").read() == "changed\n"
+    assert json.loads(run("skopeo", "inspect", "--raw", f"oci:{out}:v3")) == image.manifest

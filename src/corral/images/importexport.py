@@ -190,33 +190,78 @@ def _tar_add_bytes(tar, name, data):
     _tar_add_file(tar, name, io.BytesIO(data), len(data))
 
 
-def export_oci(images, store, out):
-    """Write an OCI image archive (tar) of [(name, descriptor)] to the path `out`."""
+class _TarSink:
+    def __init__(self, out):
+        self.tmp = out + ".tmp"
+        self.out = out
+        self.tar = tarfile.open(self.tmp, "w", format=tarfile.PAX_FORMAT)
+
+    def put(self, name, f, size):
+        _tar_add_file(self.tar, name, f, size)
+
+    def finish(self):
+        self.tar.close()
+        os.replace(self.tmp, self.out)
+
+    def abort(self):
+        self.tar.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
+class _DirSink:
+    def __init__(self, out):
+        if os.path.exists(os.path.join(out, "index.json")):
+            raise ImageError(f"export: {out} already holds an image layout; choose an empty directory")
+        os.makedirs(out, exist_ok=True)
+        self.out = out
+        self.made = []
+
+    def put(self, name, f, size):
+        path = os.path.join(self.out, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as w:
+            while buf := f.read(CHUNK):
+                w.write(buf)
+        self.made.append(path)
+
+    def finish(self):
+        pass
+
+    def abort(self):
+        for p in self.made:
+            os.unlink(p)
+
+
+def export_oci(images, store, out, layout_dir=False):
+    """Write [(name, descriptor)] as an OCI image archive (a tar) at `out`, or as an OCI image
+    layout directory when layout_dir is true."""
     seen = set()
     index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": []}
-    tmp = out + ".tmp"
+    sink = _DirSink(out) if layout_dir else _TarSink(out)
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            _tar_add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            for name, desc in images:
-                for d in _reachable(store, desc):
-                    if d["digest"] in seen:
-                        continue
-                    seen.add(d["digest"])
-                    alg, _, hexd = d["digest"].partition(":")
-                    with store.open(d["digest"]) as f:
-                        _tar_add_file(tar, f"blobs/{alg}/{hexd}", f, store.info(d["digest"]).size)
-                ann = {}
-                if name:
-                    ref = parse(name)
-                    ann = {NAME_ANNOTATION: str(ref), REF_NAME_ANNOTATION: ref.tag or ref.digest}
-                index["manifests"].append({**{k: desc[k] for k in ("mediaType", "digest", "size")},
-                                           "annotations": ann})
-            _tar_add_bytes(tar, "index.json", json.dumps(index).encode())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        layout = b'{"imageLayoutVersion":"1.0.0"}'
+        sink.put("oci-layout", io.BytesIO(layout), len(layout))
+        for name, desc in images:
+            for d in _reachable(store, desc):
+                if d["digest"] in seen:
+                    continue
+                seen.add(d["digest"])
+                alg, _, hexd = d["digest"].partition(":")
+                with store.open(d["digest"]) as f:
+                    sink.put(f"blobs/{alg}/{hexd}", f, store.info(d["digest"]).size)
+            ann = {}
+            if name:
+                ref = parse(name)
+                ann = {NAME_ANNOTATION: str(ref), REF_NAME_ANNOTATION: ref.tag or ref.digest}
+            index["manifests"].append({**{k: desc[k] for k in ("mediaType", "digest", "size")},
+                                       "annotations": ann})
+        data = json.dumps(index).encode()
+        sink.put("index.json", io.BytesIO(data), len(data))
+        sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
 
 
 # --- docker-archive ---------------------------------------------------------------------

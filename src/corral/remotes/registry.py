@@ -14,7 +14,6 @@ retried with backoff; blob downloads resume where they stopped with a Range requ
 import hashlib
 import http.client
 import json
-import socket
 import ssl
 import threading
 import time
