@@ -53,6 +53,8 @@ def test_platform_selection():
     assert mt.select_manifest(index, mt.parse_platform("linux/arm/v6")) is None
     assert mt.select_manifest(index, mt.parse_platform("windows/amd64"))["digest"] == "sha256:4"
     assert mt.select_manifest(index) is not None      # this host is one of those
+    assert mt.select_manifest({"manifests": [{"digest": "sha256:9"}]})["digest"] == "sha256:9"
+    assert mt.select_manifest({"manifests": [{"digest": "sha256:9"}, {"digest": "sha256:8"}]}) is None
 
 
 def test_media_types():

@@ -108,4 +108,9 @@ def select_manifest(index, want=None):
             continue
         if best is None or (plat.get("variant") and plat.get("variant") == want.get("variant")):
             best = desc
+    if best is None:
+        # an index that names no platforms at all (some tools write one): take its only image
+        ms = index.get("manifests", [])
+        if len(ms) == 1 and "platform" not in ms[0]:
+            return ms[0]
     return best
