@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 APT_PACKAGES=(busybox-static runc crun containerd docker-registry skopeo umoci
-              containernetworking-plugins libseccomp2 iproute2 iptables python3-venv)
+              containernetworking-plugins libseccomp2 iproute2 iptables python3-venv
+              openssl)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
