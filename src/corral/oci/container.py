@@ -45,23 +45,9 @@ def warn(ctx, msg):
 def _validate_parts(spec, bundle):
     from corral.oci.linux import security
     security.validate(spec)
-    try:
-        from corral.oci.linux import rootfs
-    except ImportError:
-        rootfs = None
-    if rootfs is not None:
-        rootfs.validate(spec, bundle)
-    cgroups = _cgroups()
-    if cgroups is not None:
-        cgroups.validate((spec.get("linux") or {}).get("resources") or {})
-
-
-def _cgroups():
-    try:
-        from corral.oci.linux import cgroups
-    except ImportError:
-        return None
-    return cgroups if hasattr(cgroups, "open_manager") else None
+    from corral.oci.linux import cgroups, rootfs
+    rootfs.validate(spec, bundle)
+    cgroups.validate((spec.get("linux") or {}).get("resources") or {})
 
 
 def wait_gone(pid, start_time, timeout=10.0):
@@ -130,11 +116,10 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         os.mkfifo(c.fifo_path, 0o622)
         os.chmod(c.fifo_path, 0o622)  # mkfifo applies the umask; a user namespace's root needs o+w
         fifo_fd = os.open(c.fifo_path, os.O_PATH | os.O_CLOEXEC)
-        cgroups = _cgroups()
-        if cgroups is not None:
-            manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
-            manager.create()
-            c.set_cgroup_manager(manager)
+        from corral.oci.linux import cgroups
+        manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
+        manager.create()
+        c.set_cgroup_manager(manager)
         c.save()
         opened = namespaces.open_paths(linux.get("namespaces"))
         if process.get("terminal") and console_sock is None:

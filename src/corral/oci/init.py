@@ -182,15 +182,10 @@ def _init(sock, setup):
             from corral.oci import hooks as hooklib
             hooklib.run_hooks(spec, "createContainer", reply["state"])
 
-    try:
-        from corral.oci.linux import rootfs as rootfs_mod
-    except ImportError:
-        rootfs_mod = None
-    if rootfs_mod is not None:
-        rootfs_mod.setup(spec, setup.bundle, setup.cgroup_paths, no_pivot=setup.no_pivot,
-                         before_pivot=before_pivot)
-    else:
-        _basic_rootfs(spec, setup.rootfs, before_pivot)
+    from corral.oci.linux import rootfs
+
+    rootfs.setup(spec, setup.bundle, setup.cgroup_paths, no_pivot=setup.no_pivot,
+                 before_pivot=before_pivot)
 
     env = list(process.get("env") or [])
     process["env"] = env
@@ -286,38 +281,6 @@ def _console(setup, process):
     setup.console_sock.close()
     setup.console_sock = None
     console.make_controlling(slave)
-
-
-def _basic_rootfs(spec, rootfs, before_pivot):
-    """Stand-in until corral.oci.linux.rootfs lands: private propagation, bind the rootfs,
-    mount /proc, pivot_root. Refuses configs that need more."""
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
-    for m in spec.get("mounts") or []:
-        dest = m["destination"]
-        target = os.path.join(rootfs, dest.lstrip("/"))
-        if os.path.islink(target) or ".." in dest:
-            raise RuntimeFailure(f"mount destination {dest} is unsafe")
-        os.makedirs(target, exist_ok=True)
-        if m.get("type") == "proc":
-            sc.mount("proc", target, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        elif m.get("type") in ("tmpfs", "devpts", "mqueue", "sysfs"):
-            opts = [o for o in m.get("options") or [] if "=" in o or o == "newinstance"]
-            flags = sc.MS_NOSUID | (sc.MS_RDONLY if "ro" in (m.get("options") or []) else 0)
-            sc.mount(m.get("source"), target, m["type"], flags, ",".join(opts) or None)
-    dev = os.path.join(rootfs, "dev")
-    for name in ("null", "zero", "full", "random", "urandom", "tty"):
-        path = os.path.join(dev, name)
-        if not os.path.exists(path):
-            open(path, "a").close()
-            sc.mount("/dev/" + name, path, None, sc.MS_BIND)
-    if os.path.isdir(os.path.join(dev, "pts")) and not os.path.exists(os.path.join(dev, "ptmx")):
-        os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
-    before_pivot()
-    os.chdir(rootfs)
-    sc.pivot_root(".", ".")
-    sc.umount2(".", sc.MNT_DETACH)
-    os.chdir("/")
 
 
 def exec_stage1(sock, opened, process, linux, console_sock, preserve_fds):
