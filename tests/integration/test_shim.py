@@ -357,3 +357,28 @@ def test_events_wait_for_the_daemon(shim_env):
             await shim.close()
     run(body())
     assert shim.topics() == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+
+
+def test_failed_create_leaves_nothing(shim_env, tmpdir_root):
+    shim = shim_env(["/no/such/program"])
+    lower = make_rootfs(os.path.join(tmpdir_root, "image"))
+
+    async def body():
+        await shim.start()
+        try:
+            with pytest.raises(TtrpcError) as e:
+                await shim.call("Create", pb.CreateTaskRequest(
+                    id=shim.cid, bundle=shim.bundle, rootfs=[Mount(type="bind", source=lower, options=["rbind"])]),
+                    pb.CreateTaskResponse)
+            assert "OCI runtime create failed" in e.value.message and "/no/such/program" in e.value.message
+            assert not is_mount_point(os.path.join(shim.bundle, "rootfs"))
+            assert not os.path.exists(os.path.join(shim.runc_root, shim.cid))
+            with pytest.raises(TtrpcError) as e:
+                await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse)
+            assert e.value.code == NOT_FOUND
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert wait_gone(shim.pid)
+    assert shim.topics() == []

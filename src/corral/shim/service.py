@@ -119,6 +119,10 @@ class TaskService:
                 c.id, pid_file, stdio, console), os.path.join(req.bundle, "init.pid"))
         except BaseException:
             del self.containers[req.id]
+            try:  # the runtime may have created it before a later step failed
+                await runtime.delete(c.id, force=True)
+            except TtrpcError:
+                pass
             if c.rootfs_mounted:
                 mounts.unmount_rootfs(rootfs)
             raise
