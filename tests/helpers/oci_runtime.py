@@ -17,16 +17,18 @@ class Runtime:
         self.binary = binary
         self.tmp = tmp
         self.root = os.path.join(tmp, "state")
-        self.ids = set()
 
     def __call__(self, *args, timeout=60, input=None, stdin=None):
         """Run corral-runc --root <root> ARGS; returns the CompletedProcess (text)."""
-        for a in args:
-            if isinstance(a, str) and not a.startswith("-"):
-                self.ids.add(a)
+        # global options (--log FILE ...) go before --root's verb, as runc wants them
+        glob = []
+        while args and args[0] in ("--log", "--log-format", "--debug"):
+            n = 1 if args[0] == "--debug" else 2
+            glob += args[:n]
+            args = args[n:]
         # files, not pipes: a created container keeps its stdio open after corral-runc exits
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            res = subprocess.run([self.binary, "--root", self.root, *args], stdout=out, stderr=err,
+            res = subprocess.run([self.binary, "--root", self.root, *glob, *args], stdout=out, stderr=err,
                                  text=True, timeout=timeout, input=input,
                                  stdin=stdin if input is None else None)
             out.seek(0)

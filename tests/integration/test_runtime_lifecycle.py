@@ -178,3 +178,21 @@ def test_delete_kills_all_in_shared_pid_namespace(rt, cid):
         except FileNotFoundError:
             pass
     assert leftovers(rt.tmp, cid) == []
+
+
+def test_features_json(rt):
+    import json
+    f = json.loads(rt.ok("features").stdout)
+    assert f["ociVersionMin"].startswith("1.") and len(f["hooks"]) == 6
+    assert {"pid", "network", "user", "cgroup", "mount", "uts", "ipc"} <= set(f["linux"]["namespaces"])
+
+
+def test_failure_logged_as_json_for_the_shim(rt, cid):
+    import json
+    log = os.path.join(rt.tmp, "log.json")
+    bundle = rt.bundle(args=["no-such-program"])
+    res = rt("--log", log, "--log-format", "json", "create", "--bundle", bundle, cid)
+    assert res.returncode == 1
+    with open(log) as f:
+        last = json.loads(f.read().splitlines()[-1])
+    assert last["level"] == "error" and "no-such-program" in last["msg"]
