@@ -236,7 +236,8 @@ def start(ctx, container_id):
             if not c.alive():
                 raise RuntimeFailure(f"cannot start container {container_id}: its init has exited")
         if not os.read(fd, 1):
-            raise RuntimeFailure(f"cannot start container {container_id}: its init has exited")
+            why = "it was started by another caller" if c.alive() else "its init has exited"
+            raise RuntimeFailure(f"cannot start container {container_id}: {why}")
     finally:
         os.close(fd)
     try:
