@@ -382,3 +382,36 @@ def test_failed_create_leaves_nothing(shim_env, tmpdir_root):
     run(body())
     assert wait_gone(shim.pid)
     assert shim.topics() == []
+
+
+def test_stdin_nobody_reads_does_not_stall_the_shim(shim_env, tmpdir_root):
+    shim = shim_env(["sleep", "1000"])
+    fifo_in = os.path.join(tmpdir_root, "in")
+    os.mkfifo(fifo_in)
+
+    async def body():
+        await shim.start()
+        w = os.open(fifo_in, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle, stdin=fifo_in),
+                            pb.CreateTaskResponse)
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            written = 0
+            for _ in range(40):  # the FIFO and the pipe behind it fill up: the shim stops reading
+                try:
+                    written += os.write(w, b"x" * 65536)
+                except BlockingIOError:
+                    await asyncio.sleep(0.05)
+            assert written >= 65536
+            t = time.monotonic()
+            state = await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse, timeout=5)
+            assert state.status == RUNNING and time.monotonic() - t < 2
+            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
+            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            os.close(w)
+            await shim.close()
+    run(body())
+    assert wait_gone(shim.pid)

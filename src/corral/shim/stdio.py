@@ -52,7 +52,8 @@ class ProcessIO:
         self.console_path = None
         self.console_sock = None
         self.done = asyncio.Event()
-        self._pending_in = b""
+        self.stdin_pump = None
+        self.output_pump = None
 
     async def prepare(self):
         """Open everything; returns (stdio fds for the runtime, console socket path or None)."""
@@ -163,7 +164,7 @@ class ProcessIO:
         if self.stdin_fifo is not None:
             self._start_stdin_copy()
         if self.stdout_fd is not None:
-            self.loop.add_reader(self.master, self._copy_output)
+            self._start_output_copy()
         else:
             self.done.set()
 
@@ -177,79 +178,37 @@ class ProcessIO:
                 pass
 
     def _start_stdin_copy(self):
-        os.set_blocking(self.stdin_fifo, False)
-        self.loop.add_reader(self.stdin_fifo, self._copy_input)
+        self.stdin_pump = Pump(self.loop, self.stdin_fifo, self.stdin_w, self._stdin_finished)
 
-    def _copy_input(self):
-        try:
-            data = os.read(self.stdin_fifo, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            return  # we hold the FIFO open read-write: EOF comes as CloseIO
-        try:
-            self._write_all(self.stdin_w, data)
-        except OSError:
-            self._stop_input()
+    def _start_output_copy(self):
+        self.output_pump = Pump(self.loop, self.master, self.stdout_fd, self._output_finished)
 
-    @staticmethod
-    def _write_all(fd, data):
-        import select
-
-        while data:
-            try:
-                n = os.write(fd, data)
-                data = data[n:]
-            except BlockingIOError:
-                select.select([], [fd], [], 1.0)
-
-    def _copy_output(self):
-        try:
-            data = os.read(self.master, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""  # EIO: the last process holding the pty is gone
-        if data:
-            try:
-                self._write_all(self.stdout_fd, data)
-                return
-            except OSError:
-                pass
-        self.loop.remove_reader(self.master)
-        os.close(self.stdout_fd)
-        self.stdout_fd = None
-        self.done.set()
-
-    def _stop_input(self):
-        if self.stdin_fifo is not None:
-            self.loop.remove_reader(self.stdin_fifo)
-            # deliver whatever is still buffered in the FIFO before EOF
-            try:
-                os.set_blocking(self.stdin_fifo, False)
-                while self.stdin_w is not None:
-                    data = os.read(self.stdin_fifo, 65536)
-                    if not data:
-                        break
-                    self._write_all(self.stdin_w, data)
-            except OSError:
-                pass
-            os.close(self.stdin_fifo)
-            self.stdin_fifo = None
-
-    def close_stdin(self):
-        """CloseIO: the container sees EOF on stdin (for a terminal: an EOF character)."""
-        self._stop_input()
+    def _stdin_finished(self):
+        os.close(self.stdin_fifo)
+        self.stdin_fifo = None
         if self.master is not None:
             try:
-                os.write(self.master, b"\x04")
+                os.write(self.master, b"\x04")  # EOF for the terminal's line discipline
             except OSError:
                 pass
         elif self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
+
+    def _output_finished(self):
+        os.close(self.stdout_fd)
+        self.stdout_fd = None
+        self.done.set()
+
+    def close_stdin(self):
+        """CloseIO: what was written so far is delivered, then the container sees EOF on stdin."""
+        if self.stdin_pump is not None and self.stdin_pump.active:
+            self.stdin_pump.finish(drain=True)
+
+    def _stop_pumps(self):
+        for pump in (self.stdin_pump, self.output_pump):
+            if pump is not None:
+                pump.stop()
 
     def resize(self, width, height):
         if self.master is None:
@@ -262,11 +221,12 @@ class ProcessIO:
 
     def close(self):
         self.after_runtime()
-        self._stop_input()
+        self._stop_pumps()
         self._close_console_socket()
+        if self.stdin_fifo is not None:
+            os.close(self.stdin_fifo)
+            self.stdin_fifo = None
         if self.master is not None:
-            if self.stdout_fd is not None:
-                self.loop.remove_reader(self.master)
             os.close(self.master)
             self.master = None
             self.stdin_w = None
@@ -277,3 +237,98 @@ class ProcessIO:
             os.close(self.stdout_fd)
             self.stdout_fd = None
         self.done.set()
+
+
+class Pump:
+    """Copies src to dst on the event loop without ever blocking it: while dst is full, src is
+    not read (so a client that stops reading only stalls its own process's output)."""
+
+    def __init__(self, loop, src, dst, on_finish):
+        self.loop, self.src, self.dst, self.on_finish = loop, src, dst, on_finish
+        self.pending = b""
+        self.eof = False
+        self.active = True
+        self.reading = False
+        os.set_blocking(src, False)
+        os.set_blocking(dst, False)
+        self._resume_reading()
+
+    def _resume_reading(self):
+        if self.active and not self.reading and not self.eof:
+            self.loop.add_reader(self.src, self._readable)
+            self.reading = True
+
+    def _pause_reading(self):
+        if self.reading:
+            self.loop.remove_reader(self.src)
+            self.reading = False
+
+    def _readable(self):
+        try:
+            data = os.read(self.src, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO from a pty master: the last process holding the terminal is gone
+        if data:
+            self._send(data)
+        else:
+            self.finish()
+
+    def _send(self, data):
+        try:
+            n = os.write(self.dst, data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._done()  # the reader is gone: nothing more can be delivered
+            return
+        self.pending = data[n:]
+        if self.pending:
+            self._pause_reading()
+            self.loop.add_writer(self.dst, self._writable)
+
+    def _writable(self):
+        self.loop.remove_writer(self.dst)
+        data, self.pending = self.pending, b""
+        self._send(data)
+        if not self.pending and self.active:
+            if self.eof:
+                self._done()
+            else:
+                self._resume_reading()
+
+    def finish(self, drain=False):
+        """No more reading: deliver what is pending (and, with drain, what src still holds), then
+        call on_finish."""
+        if drain:
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(self.src, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            if chunks:
+                if self.pending:
+                    self.pending += b"".join(chunks)
+                else:
+                    self._pause_reading()
+                    self.eof = True
+                    self._send(b"".join(chunks))
+        self.eof = True
+        self._pause_reading()
+        if not self.pending and self.active:
+            self._done()
+
+    def _done(self):
+        if self.active:
+            self.stop()
+            self.on_finish()
+
+    def stop(self):
+        self.active = False
+        self._pause_reading()
+        self.loop.remove_writer(self.dst)
