@@ -34,6 +34,15 @@ def _now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
 
 
+def fast_exit(code):
+    """Exit at once, skipping the interpreter's teardown (several ms on the lifecycle's hot
+    path). Only for the end of a command, when the state is saved and nothing is pending."""
+    import sys
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def warn(ctx, msg):
     """A warning goes to the log; with no log file (text format) to stderr too, as runc does."""
     ctx.log.warning(msg)

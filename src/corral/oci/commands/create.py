@@ -18,4 +18,4 @@ def run(ctx, args):
     container.create(ctx, args.container_id, args.bundle, pid_file=args.pid_file,
                      console_socket=args.console_socket, no_pivot=args.no_pivot,
                      preserve_fds=args.preserve_fds)
-    return 0
+    container.fast_exit(0)

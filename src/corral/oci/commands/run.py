@@ -27,7 +27,7 @@ def run(ctx, args):
                          console_socket=args.console_socket, no_pivot=args.no_pivot,
                          preserve_fds=args.preserve_fds)
         _start_or_delete(ctx, args.container_id)
-        return 0
+        container.fast_exit(0)
     # become the subreaper so the container's init (forked by our child) is reparented to us
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     own_pty = None
@@ -65,9 +65,7 @@ def run(ctx, args):
                 container.delete(ctx, args.container_id, force=True)
             except RuntimeFailure as e:
                 container.warn(ctx, str(e))
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    container.fast_exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
 def _start_or_delete(ctx, cid):
