@@ -101,3 +101,17 @@ def test_good_ids(good):
 def test_bad_ids(bad):
     with pytest.raises(RuntimeFailure, match="invalid container ID"):
         check_id(bad)
+
+
+@pytest.mark.parametrize("text,num", [("KILL", 9), ("SIGKILL", 9), ("kill", 9), ("15", 15), ("TERM", 15),
+                                      ("SIGUSR1", 10), ("RTMIN+2", 36), ("SIGRTMAX-1", 63)])
+def test_parse_signal(text, num):
+    from corral.oci.container import parse_signal
+    assert parse_signal(text) == num
+
+
+@pytest.mark.parametrize("bad", ["NOPE", "0", "99", "", "SIG"])
+def test_parse_signal_refuses(bad):
+    from corral.oci.container import parse_signal
+    with pytest.raises(RuntimeFailure, match="unknown signal"):
+        parse_signal(bad)
