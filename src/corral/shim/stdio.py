@@ -249,6 +249,7 @@ class Pump:
         self.eof = False
         self.active = True
         self.reading = False
+        self.writing = False
         os.set_blocking(src, False)
         os.set_blocking(dst, False)
         self._resume_reading()
@@ -287,9 +288,11 @@ class Pump:
         if self.pending:
             self._pause_reading()
             self.loop.add_writer(self.dst, self._writable)
+            self.writing = True
 
     def _writable(self):
         self.loop.remove_writer(self.dst)
+        self.writing = False
         data, self.pending = self.pending, b""
         self._send(data)
         if not self.pending and self.active:
@@ -329,6 +332,12 @@ class Pump:
             self.on_finish()
 
     def stop(self):
+        # only ever touch the loop's registrations we made: once finished, src or dst may be
+        # closed and their numbers reused by other file descriptors
+        if not self.active:
+            return
         self.active = False
         self._pause_reading()
-        self.loop.remove_writer(self.dst)
+        if self.writing:
+            self.loop.remove_writer(self.dst)
+            self.writing = False
