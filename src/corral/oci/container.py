@@ -34,6 +34,23 @@ def _now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
 
 
+class failing_as(object):
+    """`with failing_as("creating container X"):` turns an unexpected OSError into the one-line
+    RuntimeFailure the CLI prints (after the code inside has cleaned up)."""
+
+    def __init__(self, what):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, OSError):
+            detail = exc.args[-1] if len(exc.args) > 1 else str(exc)
+            raise RuntimeFailure(f"{self.what} failed: {detail}") from None
+        return False
+
+
 def fast_exit(code):
     """Exit at once, skipping the interpreter's teardown (several ms on the lifecycle's hot
     path). Only for the end of a command, when the state is saved and nothing is pending."""

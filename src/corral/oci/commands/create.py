@@ -15,7 +15,8 @@ def configure(p):
 
 
 def run(ctx, args):
-    container.create(ctx, args.container_id, args.bundle, pid_file=args.pid_file,
-                     console_socket=args.console_socket, no_pivot=args.no_pivot,
-                     preserve_fds=args.preserve_fds)
+    with container.failing_as(f"creating container {args.container_id}"):
+        container.create(ctx, args.container_id, args.bundle, pid_file=args.pid_file,
+                         console_socket=args.console_socket, no_pivot=args.no_pivot,
+                         preserve_fds=args.preserve_fds)
     container.fast_exit(0)

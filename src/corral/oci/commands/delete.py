@@ -9,5 +9,6 @@ def configure(p):
 
 
 def run(ctx, args):
-    container.delete(ctx, args.container_id, force=args.force)
+    with container.failing_as(f"deleting container {args.container_id}"):
+        container.delete(ctx, args.container_id, force=args.force)
     container.fast_exit(0)

@@ -85,6 +85,11 @@ def _process(c, args):
 
 
 def run(ctx, args):
+    with container.failing_as(f"exec in container {args.container_id}"):
+        return _run(ctx, args)
+
+
+def _run(ctx, args):
     from corral.oci.init import exec_stage1, preload, recv, send
     from corral.oci.linux import namespaces
     from corral.oci.linux import syscalls as sc

@@ -10,5 +10,6 @@ def configure(p):
 
 
 def run(ctx, args):
-    container.kill(ctx, args.container_id, container.parse_signal(args.signal), all_processes=args.all)
+    with container.failing_as(f"signalling container {args.container_id}"):
+        container.kill(ctx, args.container_id, container.parse_signal(args.signal), all_processes=args.all)
     return 0

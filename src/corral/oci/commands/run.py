@@ -22,6 +22,11 @@ def configure(p):
 
 
 def run(ctx, args):
+    with container.failing_as(f"running container {args.container_id}"):
+        return _run(ctx, args)
+
+
+def _run(ctx, args):
     if args.detach:
         container.create(ctx, args.container_id, args.bundle, pid_file=args.pid_file,
                          console_socket=args.console_socket, no_pivot=args.no_pivot,

@@ -8,5 +8,6 @@ def configure(p):
 
 
 def run(ctx, args):
-    container.start(ctx, args.container_id)
+    with container.failing_as(f"starting container {args.container_id}"):
+        container.start(ctx, args.container_id)
     container.fast_exit(0)
