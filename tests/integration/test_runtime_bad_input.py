@@ -122,3 +122,14 @@ def test_state_json_is_valid_after_failure(rt, cid):
     rt.ok("create", "-b", bundle, cid)
     with open(os.path.join(rt.root, cid, "state.json")) as f:
         assert json.load(f)["pid"] == rt.state(cid)["pid"]
+
+
+def test_root_that_is_a_file(rt, cid):
+    bundle = rt.bundle()
+    bad_root = os.path.join(rt.tmp, "file")
+    open(bad_root, "w").close()
+    import subprocess
+    res = subprocess.run([rt.binary, "--root", os.path.join(bad_root, "x"), "create", "-b", bundle, cid],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"corral-runc: creating container {cid} failed: Not a directory"
