@@ -240,6 +240,14 @@ def delete(flags):
     from corral.shim import mounts
 
     mounts.unmount_rootfs(os.path.join(bundle, "rootfs"))
+    # a shim that was killed could not remove its socket files
+    path = socket_path(flags.address, flags.namespace, group_of(bundle, flags.id))
+    if os.path.exists(path) and not _alive(path):
+        for p in (path, path + ".pid", path + ".lock"):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
     sys.stdout.buffer.write(delete_response(128 + 9, time.time_ns()))
     sys.stdout.flush()
     return 0

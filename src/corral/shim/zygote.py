@@ -185,10 +185,11 @@ def main(argv=None):
                 except OSError:
                     pass
     finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        for p in (path, path + ".lock"):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
     return 0
 
 
