@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from corral.shim.start import socket_path
 from tests.helpers.containerd import Containerd
 from tests.helpers.images import import_busybox
 
@@ -260,6 +261,7 @@ def test_killed_shim_is_cleaned_by_delete(ctrd, cid):
     finally:
         remove(ctrd, cid)
     wait_for(lambda: mounts_below(ctrd.dir) == [], "the rootfs to be unmounted")
+    assert not os.path.exists(socket_path(ctrd.sock, "default", cid))  # `delete` removed it
     wait_for(lambda: not shim_pids(ctrd), "no shim")
 
 
@@ -270,6 +272,9 @@ def test_many_containers_leave_nothing_behind(ctrd, cid):
         assert res.stdout == f"{i}\n"
     wait_for(lambda: not shim_pids(ctrd), "every shim to exit")
     assert mounts_below(ctrd.dir) == []
+    leftovers = [p for i in range(count) for p in [socket_path(ctrd.sock, "default", f"{cid}-{i}")]
+                 if os.path.exists(p) or os.path.exists(p + ".lock")]
+    assert leftovers == []
     assert ctrd.ctr("containers", "ls", "-q").stdout.split() == []
     zombies = []
     for entry in os.listdir("/proc"):
