@@ -146,6 +146,8 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
         manager.create()
         c.set_cgroup_manager(manager)
+        # limits and device rules are in place before any process of the container joins
+        manager.set(linux.get("resources") or {}, linux.get("devices") or ())
         c.save()
         opened = namespaces.open_paths(linux.get("namespaces"))
         if process.get("terminal") and console_sock is None:
@@ -183,9 +185,6 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         c.save()
         from corral.oci.linux import security
         security.set_oom_score_adj(c.pid, process.get("oomScoreAdj"))
-        if manager is not None:
-            manager.set(linux.get("resources") or {}, linux.get("devices") or ())
-        send(parent_sock, t="init")
         while True:
             msg = recv(parent_sock)
             if msg is None:

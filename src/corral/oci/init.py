@@ -123,8 +123,13 @@ def stage1(sock, setup):
             sc.prctl(sc.PR_SET_DUMPABLE, 1)
             namespaces.write_time_offsets(linux["timeOffsets"])
             sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        # init speaks to the parent only after our "pid" message: it waits for this pipe's EOF
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(w)
+            os.read(r, 1)
+            os.close(r)
             init_main(sock, setup)
         send(sock, t="pid", pid=pid)
         os._exit(0)
@@ -134,10 +139,6 @@ def stage1(sock, setup):
 
 def init_main(sock, setup):
     try:
-        # wait until the parent knows our pid and has set the cgroup limits
-        reply = recv(sock)
-        if not reply or reply.get("t") != "init":
-            os._exit(1)
         exe, env, last_step = _init(sock, setup)
     except BaseException as e:
         _report_and_exit(sock, e)
