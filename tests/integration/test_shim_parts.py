@@ -44,8 +44,10 @@ def test_runtime_options(tmpdir_root):
     assert options.runtime_root("ns") == "/run/containerd/runc/ns"
 
 
-def test_grouping_and_socket_path(tmpdir_root):
-    assert start.group_of(tmpdir_root, "c1") == "c1"
+def test_grouping_and_socket_path(tmpdir_root, monkeypatch):
+    assert start.group_of(tmpdir_root, "c1", "ns") == "c1"
+    monkeypatch.setenv("CORRAL_SHIM_GROUP", "namespace")
+    assert start.group_of(tmpdir_root, "c1", "ns") == "namespace:ns"
     with open(os.path.join(tmpdir_root, "config.json"), "w") as f:
         json.dump({"annotations": {"io.kubernetes.cri.sandbox-id": "pod9"}}, f)
     assert start.group_of(tmpdir_root, "c1") == "pod9"

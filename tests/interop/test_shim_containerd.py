@@ -261,7 +261,7 @@ def test_killed_shim_is_cleaned_by_delete(ctrd, cid):
     finally:
         remove(ctrd, cid)
     wait_for(lambda: mounts_below(ctrd.dir) == [], "the rootfs to be unmounted")
-    assert not os.path.exists(socket_path(ctrd.sock, "default", cid))  # `delete` removed it
+    wait_for(lambda: not os.path.exists(socket_path(ctrd.sock, "default", cid)), "`delete` to remove the socket")
     wait_for(lambda: not shim_pids(ctrd), "no shim")
 
 

@@ -1,7 +1,8 @@
 """The `start` and `delete` subcommands (short-lived; no asyncio).
 
 start: one shim server per group (the pod's `io.kubernetes.cri.sandbox-id` annotation, or
-`io.corral.shim.group`, else the container itself). Its socket is
+`io.corral.shim.group`, or the namespace with CORRAL_SHIM_GROUP=namespace in the daemon's
+environment, else the container itself). Its socket is
 /run/containerd/s/<sha256(daemon address, namespace, group)>; if a live server already listens
 there, its address is reused.
 """
@@ -13,7 +14,9 @@ SOCKET_DIR = "/run/containerd/s"
 GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.corral.shim.group")
 
 
-def group_of(bundle, cid):
+def group_of(bundle, cid, namespace=""):
+    """The group a container's shim serves: its pod or explicit group annotation; else, when
+    the daemon runs with CORRAL_SHIM_GROUP=namespace, its whole namespace; else itself."""
     import json
 
     try:
@@ -24,6 +27,8 @@ def group_of(bundle, cid):
     for key in GROUP_ANNOTATIONS:
         if annotations.get(key):
             return annotations[key]
+    if os.environ.get("CORRAL_SHIM_GROUP") == "namespace" and namespace:
+        return "namespace:" + namespace
     return cid
 
 
@@ -71,7 +76,7 @@ def start(flags):
     from corral.shim.options import save_raw
 
     save_raw(bundle, opts)
-    group = group_of(bundle, cid)
+    group = group_of(bundle, cid, flags.namespace)
     path = socket_path(flags.address, flags.namespace, group)
     os.makedirs(SOCKET_DIR, mode=0o711, exist_ok=True)
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -241,7 +246,7 @@ def delete(flags):
 
     mounts.unmount_rootfs(os.path.join(bundle, "rootfs"))
     # a shim that was killed could not remove its socket files
-    path = socket_path(flags.address, flags.namespace, group_of(bundle, flags.id))
+    path = socket_path(flags.address, flags.namespace, group_of(bundle, flags.id, flags.namespace))
     if os.path.exists(path) and not _alive(path):
         for p in (path, path + ".pid", path + ".lock"):
             try:
