@@ -39,7 +39,7 @@ def main():
     ap.add_argument("-n", "--runs", type=int, default=20)
     ap.add_argument("--runtime", default="io.containerd.runc.v2")
     args = ap.parse_args()
-    ours, theirs = Corrald(), Containerd()
+    ours, theirs = Corrald(log_level="warning"), Containerd()  # both log at warning level
     try:
         ours.start()
         theirs.start()

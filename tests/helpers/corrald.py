@@ -11,7 +11,8 @@ import time
 
 
 class Corrald:
-    def __init__(self, config_text=None):
+    def __init__(self, config_text=None, log_level="debug"):
+        self.log_level = log_level
         self.dir = tempfile.mkdtemp(prefix="corral-d-")
         self.sock = os.path.join(self.dir, "d.sock")
         self.root = os.path.join(self.dir, "root")
@@ -24,7 +25,7 @@ class Corrald:
     def command(self):
         exe = os.path.join(os.path.dirname(sys.executable), "corrald")
         return [exe, "--config", self.config, "--root", self.root, "--state", self.state,
-                "--address", self.sock, "--log-level", "debug"]
+                "--address", self.sock, "--log-level", self.log_level]
 
     def start(self, timeout=30):
         log = open(os.path.join(self.dir, "corrald.log"), "ab")
