@@ -1,0 +1,159 @@
+"""`corral [global flags] COMMAND [flags] [args]`.
+
+Global flags are parsed by hand and only the module of the command asked for is imported, so
+that a command pays for no import it does not use (`corral run` is on a latency path).
+"""
+
+import os
+import sys
+
+from corral.cli.errors import CLIError
+
+# verb -> (module under corral.cli.commands, one-line help). Multi-word commands
+# (`network ls`, `volume create`, `system info`) are one module with its own subcommands.
+COMMANDS = {
+    "version": ("version", "Show the client and daemon versions"),
+}
+
+DEFAULT_ADDRESS = "/run/corral/corrald.sock"
+DEFAULT_DATA_ROOT = "/var/lib/corral"
+
+USAGE = """usage: corral [--address SOCK] [--namespace NS] [--data-root DIR] [--debug] COMMAND [ARGS...]
+
+corral runs containers through corrald (containerd's API).
+
+Global flags:
+  -a, --address SOCK     corrald's socket (env CORRAL_ADDRESS; default {address})
+  -n, --namespace NS     namespace (env CORRAL_NAMESPACE; default "default")
+  --data-root DIR        corral's root for volumes, logs and networks (env CORRAL_DATA_ROOT;
+                         default {data_root})
+  --debug                show tracebacks on errors
+  -v, --version          print the version and exit
+  -h, --help             this help; `corral COMMAND --help` for a command's flags
+
+Commands:
+{commands}
+"""
+
+
+class Env:
+    """What every command gets: the global settings and a lazily made client."""
+
+    def __init__(self, address, namespace, data_root, debug):
+        self.address = address
+        self.namespace = namespace
+        self.data_root = data_root
+        self.debug = debug
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            from corral.client import Client
+            self._client = Client(self.address, namespace=self.namespace)
+        return self._client
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def usage():
+    width = max(len(v) for v in COMMANDS)
+    lines = "\n".join(f"  {verb.ljust(width)}  {COMMANDS[verb][1]}" for verb in sorted(COMMANDS))
+    return USAGE.format(address=DEFAULT_ADDRESS, data_root=DEFAULT_DATA_ROOT, commands=lines)
+
+
+def _global_flags(argv):
+    address = os.environ.get("CORRAL_ADDRESS", DEFAULT_ADDRESS)
+    namespace = os.environ.get("CORRAL_NAMESPACE", "default")
+    data_root = os.environ.get("CORRAL_DATA_ROOT", DEFAULT_DATA_ROOT)
+    debug = False
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in ("-a", "--address", "-n", "--namespace", "--data-root"):
+            if not eq:
+                i += 1
+                if i == len(argv):
+                    raise CLIError(f"flag {name} needs a value")
+                value = argv[i]
+            if not value:
+                raise CLIError(f"flag {name} needs a non-empty value")
+            if name in ("-a", "--address"):
+                address = value
+            elif name in ("-n", "--namespace"):
+                namespace = value
+            else:
+                data_root = value
+        elif arg == "--debug":
+            debug = True
+        elif arg in ("-h", "--help"):
+            sys.stdout.write(usage())
+            raise SystemExit(0)
+        elif arg in ("-v", "--version"):
+            from corral import __version__
+            print(f"corral version {__version__}")
+            raise SystemExit(0)
+        else:
+            raise CLIError(f"unknown flag {arg}; see `corral --help`")
+        i += 1
+    return Env(address, namespace, os.path.abspath(data_root), debug), argv[i:]
+
+
+def parser(verb, help_text):
+    """An argparse parser whose usage errors are one line and exit 125."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise CLIError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+    return Parser(prog=f"corral {verb}", description=help_text)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    env = None
+    try:
+        env, rest = _global_flags(argv)
+        if not rest:
+            sys.stderr.write(usage())
+            return 125
+        verb, args = rest[0], rest[1:]
+        if verb == "help":
+            sys.stdout.write(usage())
+            return 0
+        if verb not in COMMANDS:
+            raise CLIError(f"unknown command {verb!r}; see `corral --help`")
+        module_name, help_text = COMMANDS[verb]
+        import importlib
+        module = importlib.import_module(f"corral.cli.commands.{module_name}")
+        p = parser(verb, help_text)
+        module.configure(p)
+        opts = p.parse_args(args)
+        return module.run(opts, env) or 0
+    except CLIError as e:
+        if env is not None and env.debug:
+            import traceback
+            traceback.print_exc()
+        print(f"corral: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as e:
+        from corral.client import ClientError
+        if isinstance(e, (ClientError, OSError)) and not (env is not None and env.debug):
+            print(f"corral: {getattr(e, 'message', None) or e}", file=sys.stderr)
+            return 125
+        raise
+    finally:
+        if env is not None:
+            env.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
