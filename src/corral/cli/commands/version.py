@@ -15,6 +15,6 @@ def run(opts, env):
     except Exception as e:  # the daemon not answering is information, not a crash
         print(f" (corrald at {env.address} did not answer: {getattr(e, 'message', e)})")
         return 1
-    print(f" Version:   {v["version"]}")
-    print(f" Revision:  {v["revision"]}")
+    print(f" Version:   {v['version']}")
+    print(f" Revision:  {v['revision']}")
     return 0
