@@ -11,7 +11,7 @@ proto:
 		find proto -name '*.proto' | sort | xargs $(PYTHON) -m grpc_tools.protoc -Iproto \
 			--python_out=src/corral/api --grpc_python_out=src/corral/api && \
 		find src/corral/api -name '*_pb2*.py' | xargs sed -i -E \
-			's/^(from|import) (containerd|google\.rpc)([. ])/\1 corral.api.\2\3/' && \
+			's/^(from|import) (containerd|corral|google\.rpc)([. ])/\1 corral.api.\2\3/' && \
 		find src/corral/api -type d -exec sh -c 'test -e "$$1/__init__.py" || touch "$$1/__init__.py"' _ {} \; ; \
 	fi
 
