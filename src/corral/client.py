@@ -3,11 +3,15 @@
     from corral.client import Client
     with Client("/run/corral/corrald.sock", namespace="default") as c:
         print(c.version())
-        for ctr in c.containers():
-            print(ctr.id, ctr.image)
+        for ctr in c.containers.list(all=True):
+            print(ctr.id, ctr.name, ctr.status)
+        ctr = c.containers.run("busybox", ["echo", "hi"], name="hello")  # detached
+        print(ctr.wait(), ctr.logs())
+        ctr.remove(force=True)
 
-Methods return the API's protobuf messages; errors are `ClientError` with the gRPC status
-code name in `.code` ("NOT_FOUND", "ALREADY_EXISTS", ...).
+The collections `images` and `containers` (corral.containers.api) are the high-level surface;
+the other methods are the API's calls one for one and return its protobuf messages. Errors are
+`ClientError` with the gRPC status code name in `.code` ("NOT_FOUND", "ALREADY_EXISTS", ...).
 """
 
 DEFAULT_ADDRESS = "/run/corral/corrald.sock"
@@ -95,9 +99,22 @@ class Client:
         pb = self._pb("namespaces")
         self._call("namespaces", "Delete", pb.DeleteNamespaceRequest(name=name), namespaced=False)
 
+    # -- high-level collections (corral.containers.api); each is also callable as the raw
+    # list it used to be: client.images() == the Image messages
+
+    @property
+    def images(self):
+        from corral.containers.api import Images
+        return Images(self)
+
+    @property
+    def containers(self):
+        from corral.containers.api import Containers
+        return Containers(self)
+
     # -- images
 
-    def images(self, *filters):
+    def list_images(self, *filters):
         pb = self._pb("images")
         return list(self._call("images", "List", pb.ListImagesRequest(filters=filters)).images)
 
@@ -109,9 +126,22 @@ class Client:
         pb = self._pb("images")
         self._call("images", "Delete", pb.DeleteImageRequest(name=name, sync=sync))
 
+    def create_image(self, name, target, labels=None):
+        """target: a types.Descriptor message (e.g. another image's .target)."""
+        pb = self._pb("images")
+        img = pb.Image(name=name, labels=labels or {})
+        img.target.CopyFrom(target)
+        return self._call("images", "Create", pb.CreateImageRequest(image=img)).image
+
+    def update_image(self, name, target, labels=None):
+        pb = self._pb("images")
+        img = pb.Image(name=name, labels=labels or {})
+        img.target.CopyFrom(target)
+        return self._call("images", "Update", pb.UpdateImageRequest(image=img)).image
+
     # -- containers
 
-    def containers(self, *filters):
+    def list_containers(self, *filters):
         pb = self._pb("containers")
         return list(self._call("containers", "List", pb.ListContainersRequest(filters=filters)).containers)
 
@@ -136,6 +166,14 @@ class Client:
         pb = self._pb("containers")
         self._call("containers", "Delete", pb.DeleteContainerRequest(id=cid))
 
+    def update_container_labels(self, cid, labels):
+        """Set (value) or remove (None) the given labels; returns the updated record."""
+        from google.protobuf import field_mask_pb2
+        pb = self._pb("containers")
+        c = pb.Container(id=cid, labels={k: v for k, v in labels.items() if v is not None})
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels])
+        return self._call("containers", "Update", pb.UpdateContainerRequest(container=c, update_mask=mask)).container
+
     # -- content and snapshots
 
     def content(self, *filters):
@@ -148,6 +186,27 @@ class Client:
     def read_content(self, digest):
         pb = self._pb("content")
         return b"".join(r.data for r in self._call("content", "Read", pb.ReadContentRequest(digest=digest), stream=True))
+
+    def prepare_snapshot(self, key, parent, snapshotter="overlayfs", labels=None):
+        pb = self._pb("snapshots")
+        req = pb.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent, labels=labels or {})
+        return list(self._call("snapshots", "Prepare", req).mounts)
+
+    def snapshot_mounts(self, key, snapshotter="overlayfs"):
+        pb = self._pb("snapshots")
+        return list(self._call("snapshots", "Mounts", pb.MountsRequest(snapshotter=snapshotter, key=key)).mounts)
+
+    def stat_snapshot(self, key, snapshotter="overlayfs"):
+        pb = self._pb("snapshots")
+        return self._call("snapshots", "Stat", pb.StatSnapshotRequest(snapshotter=snapshotter, key=key)).info
+
+    def remove_snapshot(self, key, snapshotter="overlayfs"):
+        pb = self._pb("snapshots")
+        self._call("snapshots", "Remove", pb.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))
+
+    def snapshot_usage(self, key, snapshotter="overlayfs"):
+        pb = self._pb("snapshots")
+        return self._call("snapshots", "Usage", pb.UsageRequest(snapshotter=snapshotter, key=key))
 
     def snapshots(self, snapshotter="overlayfs", *filters):
         pb = self._pb("snapshots")
@@ -163,6 +222,61 @@ class Client:
         pb = self._pb("tasks")
         return list(self._call("tasks", "List", pb.ListTasksRequest(filter=filter)).tasks)
 
+    def create_task(self, cid, stdin="", stdout="", stderr="", terminal=False):
+        """The rootfs comes from the container's snapshot (the daemon looks it up)."""
+        pb = self._pb("tasks")
+        req = pb.CreateTaskRequest(container_id=cid, stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal)
+        return self._call("tasks", "Create", req).pid
+
+    def start_task(self, cid, exec_id=""):
+        pb = self._pb("tasks")
+        return self._call("tasks", "Start", pb.StartRequest(container_id=cid, exec_id=exec_id)).pid
+
+    def wait_task(self, cid, exec_id="", timeout=None):
+        """Block until the process exits; returns (exit_status, exited_at Timestamp)."""
+        pb = self._pb("tasks")
+        md = [("containerd-namespace", self.namespace)]
+        try:
+            r = self._stub("tasks").Wait(pb.WaitRequest(container_id=cid, exec_id=exec_id), metadata=md, timeout=timeout)
+        except self._grpc.RpcError as e:
+            raise ClientError(e.code().name, e.details()) from None
+        return r.exit_status, r.exited_at
+
+    def wait_task_future(self, cid, exec_id=""):
+        """Start waiting now (before the process can exit); .result() gives the WaitResponse."""
+        pb = self._pb("tasks")
+        md = [("containerd-namespace", self.namespace)]
+        return self._stub("tasks").Wait.future(pb.WaitRequest(container_id=cid, exec_id=exec_id), metadata=md)
+
+    def exec_process(self, cid, exec_id, process_spec, stdin="", stdout="", stderr="", terminal=False):
+        import json
+        from google.protobuf import any_pb2
+        pb = self._pb("tasks")
+        spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                           value=json.dumps(process_spec).encode())
+        self._call("tasks", "Exec", pb.ExecProcessRequest(container_id=cid, exec_id=exec_id, spec=spec, stdin=stdin,
+                                                         stdout=stdout, stderr=stderr, terminal=terminal))
+
+    def delete_process(self, cid, exec_id):
+        pb = self._pb("tasks")
+        return self._call("tasks", "DeleteProcess", pb.DeleteProcessRequest(container_id=cid, exec_id=exec_id))
+
+    def close_stdin(self, cid, exec_id=""):
+        pb = self._pb("tasks")
+        self._call("tasks", "CloseIO", pb.CloseIORequest(container_id=cid, exec_id=exec_id, stdin=True))
+
+    def resize_pty(self, cid, width, height, exec_id=""):
+        pb = self._pb("tasks")
+        self._call("tasks", "ResizePty", pb.ResizePtyRequest(container_id=cid, exec_id=exec_id, width=width, height=height))
+
+    def pids(self, cid):
+        pb = self._pb("tasks")
+        return list(self._call("tasks", "ListPids", pb.ListPidsRequest(container_id=cid)).processes)
+
+    def metrics(self, *filters):
+        pb = self._pb("tasks")
+        return list(self._call("tasks", "Metrics", pb.MetricsRequest(filters=filters)).metrics)
+
     def task(self, cid, exec_id=""):
         pb = self._pb("tasks")
         return self._call("tasks", "Get", pb.GetRequest(container_id=cid, exec_id=exec_id)).process
@@ -176,6 +290,10 @@ class Client:
         return self._call("tasks", "Delete", pb.DeleteTaskRequest(container_id=cid))
 
     # -- events
+
+    def events(self, *filters):
+        """An iterator of event envelopes (cancel it with .cancel())."""
+        return self.subscribe(*filters)
 
     def subscribe(self, *filters):
         """An iterator of event envelopes (cancel it with .cancel())."""

@@ -1,0 +1,104 @@
+"""Attached runs (`run` without -d, `start -a`, `exec`): stdio through FIFOs, the local
+terminal in raw mode with -t, signals passed on to the container, the exit status returned."""
+
+import signal
+import sys
+
+from corral.cli.errors import CLIError
+
+
+def start_error(e):
+    """A task that could not start: 127 when the command is not there, 126 when it cannot be
+    run (docker's codes), else 125."""
+    msg = getattr(e, "message", None) or str(e)
+    low = msg.lower()
+    if "no such file" in low or "not found" in low or "executable file not found" in low:
+        return CLIError(f"cannot run the command in the container: {msg}", 127)
+    if "permission denied" in low or "exec format error" in low:
+        return CLIError(f"cannot run the command in the container: {msg}", 126)
+    return CLIError(msg)
+
+
+def run_attached(c, stdin=False, tty=False, remove=False):
+    from corral.containers.stdio import FifoIO, RawTerminal
+    io = FifoIO(c.id, stdin=stdin, terminal=tty)
+    try:
+        io.start_output()
+        try:
+            c.start(io=io)
+        except Exception as e:
+            raise start_error(e) from None
+        return _follow(c, io, stdin, tty, lambda: c.client.close_stdin(c.id),
+                       lambda sig: c.client.kill(c.id, sig),
+                       lambda w, h: c.client.resize_pty(c.id, w, h),
+                       lambda: c.wait())
+    finally:
+        io.finish()
+        io.close()
+        if remove:
+            try:
+                c.remove(force=True)
+            except Exception as e:
+                print(f"corral: removing {c.name}: {getattr(e, 'message', None) or e}", file=sys.stderr)
+
+
+def _follow(c, io, stdin, tty, close_stdin, kill, resize, wait):
+    from corral.containers.stdio import RawTerminal
+    previous = {}
+
+    def forward(signum, frame):
+        try:
+            kill(signum)
+        except Exception:
+            pass
+
+    if not tty:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[s] = signal.signal(s, forward)
+    term = RawTerminal(0) if tty and sys.stdin.isatty() else None
+    try:
+        if term is not None:
+            term.__enter__()
+            try:
+                resize(*term.size())
+            except Exception:
+                pass
+            previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: _safe(resize, *term.size()))
+        if stdin:
+            io.start_input(close_stdin)
+        return wait()
+    finally:
+        if term is not None:
+            term.__exit__(None, None, None)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _safe(fn, *a):
+    try:
+        fn(*a)
+    except Exception:
+        pass
+
+
+def exec_attached(c, exec_id_holder, io, stdin, tty, start):
+    """Follow an exec process started by `start()` (which returns its exec id)."""
+    client = c.client
+    io.start_output()
+    exec_id = start()
+    try:
+        fut = client.wait_task_future(c.id, exec_id)
+        try:
+            client.start_task(c.id, exec_id)
+        except Exception as e:
+            raise start_error(e) from None
+        return _follow(c, io, stdin, tty, lambda: client.close_stdin(c.id, exec_id),
+                       lambda sig: client.kill(c.id, sig, exec_id=exec_id),
+                       lambda w, h: client.resize_pty(c.id, w, h, exec_id=exec_id),
+                       lambda: fut.result().exit_status)
+    finally:
+        io.finish()
+        try:
+            client.delete_process(c.id, exec_id)
+        except Exception:
+            pass
