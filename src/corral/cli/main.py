@@ -13,6 +13,22 @@ from corral.cli.errors import CLIError
 # (`network ls`, `volume create`, `system info`) are one module with its own subcommands.
 COMMANDS = {
     "version": ("version", "Show the client and daemon versions"),
+    "run": ("run", "Create and start a container"),
+    "create": ("create", "Create a container (not started)"),
+    "start": ("start", "Start containers"),
+    "stop": ("stop", "Stop containers (SIGTERM, then SIGKILL after -t seconds)"),
+    "kill": ("kill", "Send a signal to containers"),
+    "restart": ("restart", "Restart containers"),
+    "rm": ("rm", "Remove containers"),
+    "ps": ("ps", "List containers"),
+    "exec": ("exec", "Run a command in a running container"),
+    "inspect": ("inspect", "Show containers (or images) as JSON"),
+    "wait": ("wait", "Wait for containers to exit and print their status"),
+    "top": ("top", "Show a container's processes"),
+    "stats": ("stats", "Show containers' resource usage"),
+    "cp": ("cp", "Copy files between a container and the host"),
+    "events": ("events", "Show the daemon's events"),
+    "system": ("system", "System info and prune"),
 }
 
 DEFAULT_ADDRESS = "/run/corral/corrald.sock"
@@ -50,6 +66,7 @@ class Env:
         if self._client is None:
             from corral.client import Client
             self._client = Client(self.address, namespace=self.namespace)
+            self._client.data_root = self.data_root
         return self._client
 
     def close(self):
