@@ -1,5 +1,9 @@
 """The `start` and `delete` subcommands (short-lived; no asyncio).
 
+Both run once per container on containerd's critical path, so they import as little as they
+can: `_socket` rather than `socket` (whose enums cost more than the rest), the builtin sha256,
+JSON only when a grouping annotation may be present.
+
 start: one shim server per group (the pod's `io.kubernetes.cri.sandbox-id` annotation, or
 `io.corral.shim.group`, or the namespace with CORRAL_SHIM_GROUP=namespace in the daemon's
 environment, else the container itself). Its socket is
@@ -17,13 +21,19 @@ GROUP_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.corral.shim.group")
 def group_of(bundle, cid, namespace=""):
     """The group a container's shim serves: its pod or explicit group annotation; else, when
     the daemon runs with CORRAL_SHIM_GROUP=namespace, its whole namespace; else itself."""
-    import json
-
     try:
-        with open(os.path.join(bundle, "config.json")) as f:
-            annotations = json.load(f).get("annotations") or {}
-    except (OSError, ValueError):
-        annotations = {}
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            raw = f.read()
+    except OSError:
+        raw = b""
+    annotations = {}
+    if any(key.encode() in raw for key in GROUP_ANNOTATIONS):
+        import json
+
+        try:
+            annotations = json.loads(raw).get("annotations") or {}
+        except (ValueError, AttributeError):
+            pass
     for key in GROUP_ANNOTATIONS:
         if annotations.get(key):
             return annotations[key]
@@ -32,17 +42,26 @@ def group_of(bundle, cid, namespace=""):
     return cid
 
 
-def socket_path(address, namespace, group):
-    import hashlib
+def sha256_hex(data):
+    try:
+        from _sha256 import sha256  # builtin: hashlib would load OpenSSL first
+    except ImportError:
+        from hashlib import sha256
+    return sha256(data).hexdigest()
 
-    digest = hashlib.sha256(f"{address}\0{namespace}\0{group}".encode()).hexdigest()
-    return os.path.join(SOCKET_DIR, digest)
+
+def socket_path(address, namespace, group):
+    return os.path.join(SOCKET_DIR, sha256_hex(f"{address}\0{namespace}\0{group}".encode()))
+
+
+def unix_socket():
+    import _socket
+
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
 
 
 def _alive(path):
-    import socket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = unix_socket()
     try:
         s.settimeout(2)
         s.connect(path)
@@ -62,7 +81,6 @@ def _write_file(path, text):
 
 def start(flags):
     import fcntl
-    import socket
 
     bundle = os.getcwd()
     cid = flags.id
@@ -92,7 +110,7 @@ def start(flags):
             os.unlink(path)
         except FileNotFoundError:
             pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = unix_socket()
         old = os.umask(0o177)
         try:
             sock.bind(path)
@@ -186,9 +204,11 @@ def _spawn_server(flags, sock, path, group, bundle, lock):
         sys.stderr = QuietStderr()
         os.write(w, b"1")
         os.close(w)
+        import socket
+
         from corral.shim.server import serve
 
-        code = serve(flags, sock, path, group)
+        code = serve(flags, socket.socket(fileno=sock.detach()), path, group)
     except BaseException:
         import traceback
 

@@ -17,31 +17,30 @@ IDLE = float(os.environ.get("CORRAL_SHIM_ZYGOTE_IDLE", "60"))
 
 
 def zygote_path(address):
-    import hashlib
+    from corral.shim.start import SOCKET_DIR, sha256_hex
 
-    from corral.shim.start import SOCKET_DIR
-
-    return os.path.join(SOCKET_DIR, "zygote-" + hashlib.sha256(address.encode()).hexdigest()[:32])
+    return os.path.join(SOCKET_DIR, "zygote-" + sha256_hex(address.encode())[:32])
 
 
 def request(address, sock, log_fd, params, timeout=2.0):
-    """Ask the zygote for a server on `sock`: its pid, or None when no zygote answers."""
-    import array
-    import json
-    import socket
+    """Ask the zygote for a server on `sock`: its pid, or None when no zygote answers.
+    (marshal, _socket and struct: this runs in `start`, where every import counts.)"""
+    import _socket
+    import marshal
+    import struct
 
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         conn.settimeout(timeout)
         conn.connect(zygote_path(address))
-        conn.sendmsg([json.dumps(params).encode()],
-                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [sock.fileno(), log_fd]))])
-        conn.shutdown(socket.SHUT_WR)
+        conn.sendmsg([marshal.dumps(params)],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("2i", sock.fileno(), log_fd))])
+        conn.shutdown(_socket.SHUT_WR)
         reply = b""
         while chunk := conn.recv(4096):
             reply += chunk
-        return int(json.loads(reply)["pid"])
-    except (OSError, ValueError, KeyError):
+        return int(reply)
+    except (OSError, ValueError):
         return None
     finally:
         conn.close()
@@ -115,7 +114,7 @@ def main(argv=None):
     import array
     import fcntl
     import gc
-    import json
+    import marshal
     import signal
     import socket
     import time
@@ -165,8 +164,10 @@ def main(argv=None):
                     for level, ctype, cdata in ancdata:
                         if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
                             fds.frombytes(cdata[:len(cdata) - len(cdata) % fds.itemsize])
-                    params = json.loads(data)
-                except (OSError, ValueError):
+                    params = marshal.loads(data)
+                    if not isinstance(params, dict):
+                        raise ValueError("not a request")
+                except (OSError, ValueError, EOFError, TypeError):
                     for fd in fds:
                         os.close(fd)
                     continue
@@ -181,7 +182,7 @@ def main(argv=None):
                 for fd in fds:
                     os.close(fd)
                 try:
-                    conn.sendall(json.dumps({"pid": pid}).encode())
+                    conn.sendall(str(pid).encode())
                 except OSError:
                     pass
     finally:
