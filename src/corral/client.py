@@ -24,7 +24,10 @@ class ClientError(Exception):
         self.message = message
 
 
-class Client:
+from corral.client_images import ImageTransfers  # noqa: E402 (pull/push/load/save/login)
+
+
+class Client(ImageTransfers):
     def __init__(self, address=DEFAULT_ADDRESS, namespace="default", timeout=30.0):
         import grpc
         self._grpc = grpc

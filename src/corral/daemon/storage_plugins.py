@@ -145,6 +145,17 @@ def _tasks_grpc(ic):
                               _service(ic, "snapshots-service")))
 
 
+def _transfer_grpc(ic):
+    import os
+    from corral.remotes.registry import hosts_from_config
+    from corral.services.transfer import Transfers, TransferService
+    local = Transfers(ic.get(METADATA), _service(ic, "content-service"), _service(ic, "snapshots-service"),
+                      _service(ic, "images-service"), os.path.join(ic.root, "tmp"),
+                      hosts=hosts_from_config(ic.config.get("hosts")),
+                      workers=int(ic.config.get("max_concurrent_downloads", 4)), changed=_changed(ic))
+    return TransferService(local)
+
+
 def registrations():
     return [
         Registration(CONTENT, "content", _content_store),
@@ -167,4 +178,8 @@ def registrations():
         Registration(GRPC, "content", _content_grpc, requires=[SERVICE]),
         Registration(GRPC, "diff", _diff_grpc, requires=[SERVICE]),
         Registration(GRPC, "tasks", _tasks_grpc, requires=[RUNTIME, SERVICE]),
+        # corral's own: pulls, pushes, imports and exports inside the daemon
+        Registration(GRPC, "transfer", _transfer_grpc, requires=[SERVICE, METADATA, GC],
+                     config={"max_concurrent_downloads": 4,
+                             "hosts": {}}),   # "host[:port]" = {plain_http, endpoint, skip_verify, ca_file}
     ]

@@ -59,13 +59,18 @@ class _StopSink:
         self.sink.truncate(size)
 
 
-def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=None, stream=None, stop=None):
+def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=None, stream=None, stop=None,
+                     events=None):
     """Make sure blob `desc` is in the content store (resuming a partial ingest). A fresh
-    download also feeds `stream` (a LayerStream), which is closed or broken at the end."""
+    download also feeds `stream` (a LayerStream), which is closed or broken at the end.
+    events(kind, desc, status, offset), if given, hears "exists", "downloading" (with the bytes
+    written so far, often) and "downloaded"."""
     digest = desc["digest"]
     if store.exists(digest):
         if stream:
             stream.fail()
+        if events:
+            events(kind, desc, "exists", desc.get("size") or 0)
         return
     try:
         w = store.writer(f"{kind}-{digest}", total=desc.get("size") or None, expected=digest)
@@ -85,6 +90,14 @@ def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=Non
                 stream.fail()       # resuming: the unpacker reads the finished blob instead
         if stop is not None:
             sink = _StopSink(sink, stop)
+        if events:
+            events(kind, desc, "downloading", w.offset)
+            inner = progress
+
+            def progress(n):
+                if inner:
+                    inner(n)
+                events(kind, desc, "downloading", w.offset)
         try:
             registry.fetch_blob(ref, desc, sink, progress) if kind not in ("manifest", "index") else \
                 _write_manifest(registry, ref, digest, w)
@@ -99,6 +112,8 @@ def fetch_into_store(registry, ref, store, desc, kind, labels=None, progress=Non
         except Exception as e:
             if not _exists_error(e):
                 raise
+        if events:
+            events(kind, desc, "downloaded", desc.get("size") or 0)
     finally:
         w.close()
 
@@ -118,7 +133,7 @@ def _read_json(store, digest, what):
         raise ImageError(f"{what} {digest} is not valid JSON") from None
 
 
-def resolve_manifest(store, registry, ref, root, platform, fetch=True):
+def resolve_manifest(store, registry, ref, root, platform, fetch=True, events=None):
     """Walk from the root descriptor down to the platform's manifest; returns its descriptor."""
     desc = root
     for _ in range(3):
@@ -128,7 +143,7 @@ def resolve_manifest(store, registry, ref, root, platform, fetch=True):
         if not mediatypes.is_index(mt):
             raise ImageError(f"{ref}: {desc['digest']} has media type {mt!r}, not an image manifest or index")
         if fetch:
-            fetch_into_store(registry, ref, store, desc, "index")
+            fetch_into_store(registry, ref, store, desc, "index", events=events)
         index = _read_json(store, desc["digest"], "index")
         child = mediatypes.select_manifest(index, platform)
         if child is None:
@@ -145,9 +160,10 @@ def resolve_manifest(store, registry, ref, root, platform, fetch=True):
 
 
 def pull(reference, store, registry, snapshotter=None, platform=None, db=None, namespace="default",
-         workers=DEFAULT_WORKERS, progress=None, snapshotter_name="overlayfs", unpack_workers=2):
+         workers=DEFAULT_WORKERS, progress=None, snapshotter_name="overlayfs", unpack_workers=2, events=None):
     """Pull `reference` into `store`; unpack into `snapshotter` if given; record it in `db`.
-    Raises ImageError (or the registry's / store's own errors) with a one-line message."""
+    Raises ImageError (or the registry's / store's own errors) with a one-line message.
+    `progress(n)` hears every chunk of layer bytes; `events` per blob, see fetch_into_store."""
     ref = parse(reference) if isinstance(reference, str) else reference
     if isinstance(platform, str):
         platform = mediatypes.parse_platform(platform)
@@ -155,8 +171,8 @@ def pull(reference, store, registry, snapshotter=None, platform=None, db=None, n
     from corral.remotes.registry import RegistryError
     try:
         root = registry.resolve(ref)
-        mdesc = resolve_manifest(store, registry, ref, root, platform)
-        fetch_into_store(registry, ref, store, mdesc, "manifest")
+        mdesc = resolve_manifest(store, registry, ref, root, platform, events=events)
+        fetch_into_store(registry, ref, store, mdesc, "manifest", events=events)
         manifest = _read_json(store, mdesc["digest"], "manifest")
         cdesc = manifest.get("config")
         layers = manifest.get("layers")
@@ -164,14 +180,14 @@ def pull(reference, store, registry, snapshotter=None, platform=None, db=None, n
             raise ImageError(f"{ref}: manifest {mdesc['digest']} has no config or layers")
         for l in layers:
             mediatypes.compression(l.get("mediaType", ""))      # refuse unknown layer types early
-        fetch_into_store(registry, ref, store, cdesc, "config")
+        fetch_into_store(registry, ref, store, cdesc, "config", events=events)
         config = _read_json(store, cdesc["digest"], "config")
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(layers):
             raise ImageError(f"{ref}: the manifest has {len(layers)} layers but the config lists "
                              f"{len(diff_ids)} diff IDs")
         chain = _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, workers, progress,
-                                  unpack_workers)
+                                  unpack_workers, events)
     except RegistryError as e:
         raise ImageError(f"pull {ref}: {e}") from None
     except ValueError as e:
@@ -184,13 +200,17 @@ def pull(reference, store, registry, snapshotter=None, platform=None, db=None, n
 
 
 def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, workers, progress,
-                      unpack_workers):
+                      unpack_workers, events=None):
     from corral.images.unpack import chain_ids, snapshot_exists, unpack
     chains = chain_ids(diff_ids)
     # with the whole chain already unpacked, only the blobs are needed (and maybe not even those)
     need = [i for i, l in enumerate(layers) if not store.exists(l["digest"])]
     if snapshotter is not None and chains and snapshot_exists(snapshotter, chains[-1]):
         need = []
+    if events:
+        for i, l in enumerate(layers):
+            if i not in need:
+                events("layer", l, "exists", l.get("size") or 0)
     futures = {}
     stop = threading.Event()
     streams = {}
@@ -201,7 +221,7 @@ def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, worke
     try:
         for i in need:
             futures[i] = pool.submit(_fetch_layer, registry, ref, store, layers[i], diff_ids[i], progress, stop,
-                                     streams.get(i))
+                                     streams.get(i), events)
 
         def wait(i):
             if i in futures:
@@ -221,14 +241,14 @@ def _fetch_and_unpack(registry, ref, store, snapshotter, layers, diff_ids, worke
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fetch_layer(registry, ref, store, desc, diff_id, progress, stop, stream):
+def _fetch_layer(registry, ref, store, desc, diff_id, progress, stop, stream, events=None):
     if stop.is_set():
         if stream:
             stream.fail()
         return
     try:
         fetch_into_store(registry, ref, store, desc, "layer", {UNCOMPRESSED_LABEL: diff_id}, progress, stream,
-                         stop)
+                         stop, events)
     except _Stopped:
         pass
 

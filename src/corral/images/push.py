@@ -37,9 +37,49 @@ def walk(store, desc):
     return list(blobs.values()), manifests
 
 
-def push(reference, desc, store, registry, chunk_size=0, mount_from=None, workers=4):
+class _CountingReader:
+    """A blob file that reports the bytes read so far (http.client reads the upload body)."""
+
+    def __init__(self, f, report):
+        self.f, self.report, self.done = f, report, 0
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.done += len(data)
+        self.report(self.done)
+        return data
+
+    def seek(self, offset, whence=0):
+        pos = self.f.seek(offset, whence)
+        self.done = pos
+        return pos
+
+    def close(self):
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _push_blob(registry, ref, store, b, chunk_size, mount_path, events):
+    if events is None:
+        return registry.push_blob(ref, b, lambda: store.open(b["digest"]), chunk_size, mount_path)
+    kind = "config" if b.get("mediaType") in (mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG) else "layer"
+    events(kind, b, "uploading", 0)
+    got = registry.push_blob(ref, b, lambda: _CountingReader(store.open(b["digest"]),
+                                                             lambda n: events(kind, b, "uploading", n)),
+                             chunk_size, mount_path)
+    events(kind, b, got, b.get("size") or 0)
+    return got
+
+
+def push(reference, desc, store, registry, chunk_size=0, mount_from=None, workers=4, events=None):
     """Push the image `desc` (a root descriptor in `store`) as `reference`. Returns a dict of
-    what happened to each blob ('exists', 'mounted' or 'uploaded')."""
+    what happened to each blob ('exists', 'mounted' or 'uploaded'). events(kind, desc, status,
+    offset), if given, hears "uploading" (with the bytes sent so far) and that outcome."""
     ref = parse(reference) if isinstance(reference, str) else reference
     from corral.remotes.registry import RegistryError
     blobs, manifests = walk(store, desc)
@@ -47,8 +87,7 @@ def push(reference, desc, store, registry, chunk_size=0, mount_from=None, worker
         else mount_from
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(blobs)))) as pool:
-            futs = {b["digest"]: pool.submit(registry.push_blob, ref, b,
-                                             lambda d=b["digest"]: store.open(d), chunk_size, mount_path)
+            futs = {b["digest"]: pool.submit(_push_blob, registry, ref, store, b, chunk_size, mount_path, events)
                     for b in blobs}
             result = {d: f.result() for d, f in futs.items()}
         for d, data in manifests[:-1]:

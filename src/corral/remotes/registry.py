@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from corral.images import mediatypes
 from corral.remotes import auth as _auth
 
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 RETRIES = 5
 BACKOFF = 0.2
 TIMEOUT = 60
@@ -92,9 +93,8 @@ class Registry:
         if "://" in host:
             scheme, _, host = host.partition("://")
             return ("http" if scheme == "http" else "https"), host.rstrip("/"), cfg
-        if domain == "docker.io" and not cfg.endpoint:
-            raise RegistryError("no endpoint is configured for docker.io: set its endpoint in the "
-                                "registry host config")
+        if domain == "docker.io":
+            host = DOCKER_HUB_ENDPOINT     # docker.io names a registry whose API lives elsewhere
         return ("http" if cfg.plain_http else "https"), host, cfg
 
     def _conn(self, scheme, host, cfg):
@@ -259,6 +259,39 @@ class Registry:
             raise RegistryError(f"token server {params['realm']} sent no token", 401)
         with self._lock:
             self._tokens[(domain, scope)] = ("Bearer " + token, time.monotonic() + max(expires - 5, 1))
+
+    def check_auth(self, domain):
+        """Check the stored credentials for `domain` the way a login does: GET /v2/ and answer
+        its challenge (Basic, or a Bearer token without a scope). Raises RegistryError."""
+        scheme, host, _ = self._host(domain)
+        url = f"{scheme}://{host}/v2/"
+        creds = self._creds.get(domain)
+        try:
+            resp = self._raw("GET", url, {})
+            resp.read()
+            if resp.status == 401:
+                kind, params = _auth.parse_challenge(resp.getheader("WWW-Authenticate", ""))
+                if not creds:
+                    raise RegistryError(f"registry {domain} wants a user name and password", 401)
+                if kind == "bearer" and params.get("realm"):
+                    query = {"account": creds[0]}
+                    if params.get("service"):
+                        query["service"] = params["service"]
+                    token_url = params["realm"] + ("&" if "?" in params["realm"] else "?") + \
+                        urllib.parse.urlencode(query)
+                    resp = self._raw("GET", token_url, {"Authorization": _auth.basic_header(*creds)})
+                else:
+                    resp = self._raw("GET", url, {"Authorization": _auth.basic_header(*creds)})
+                resp.read()
+        except _Retry as e:
+            raise RegistryError(f"{e}; check that the registry at {host} is up") from None
+        if resp.status in (401, 403):
+            raise RegistryError(f"login to {domain} refused: {resp.status} {resp.reason}; check the user "
+                                "name and password", resp.status)
+        if resp.status != 200:
+            raise RegistryError(f"login to {domain}: GET {url} answered {resp.status} {resp.reason}",
+                                resp.status)
+        return "authenticated" if creds else "no authentication needed"
 
     # --- pull side -------------------------------------------------------------------------
 
