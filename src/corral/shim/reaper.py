@@ -83,23 +83,17 @@ async def wait_readable(loop, fd, timeout):
 
 
 async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, stdout=None, stderr=None,
-                      env=None, timeout=120):
+                      env=None, timeout=120, in_process=False):
     """Run a command with the reaper as its only waiter; returns (exit status, stdout, stderr)
-    (captured when stdout/stderr are not given as fds)."""
-    import subprocess
-
+    (captured when stdout/stderr are not given as fds). in_process: argv is corral-runc's
+    command line, run in a forked child (see inproc.py)."""
     loop = reaper.loop
     pipes = {}
-    if stdin is None:
-        stdin = subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE if stdout is None else stdout,
-                                stderr=subprocess.PIPE if stderr is None else stderr, pass_fds=pass_fds,
-                                env=env, close_fds=True)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot run {argv[0]}: {e.strerror}") from None
+    if in_process:
+        proc = _fork_runtime(argv, stdin_data, stdin, stdout, stderr)
+    else:
+        proc = _popen(argv, stdin_data, pass_fds, stdin, stdout, stderr, env)
     exited = reaper.wait(proc.pid)  # registered before any SIGCHLD handler can run
-    proc.returncode = 0  # we reap it ourselves: keep subprocess from waiting on it
     if stdin_data is not None:
         proc.stdin.write(stdin_data)
         proc.stdin.close()
@@ -120,3 +114,56 @@ async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, st
     for name, fut in pipes.items():
         out[name] = await fut
     return status, out.get("stdout", b""), out.get("stderr", b"")
+
+
+def _popen(argv, stdin_data, pass_fds, stdin, stdout, stderr, env):
+    import subprocess
+
+    if stdin is None:
+        stdin = subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE if stdout is None else stdout,
+                                stderr=subprocess.PIPE if stderr is None else stderr, pass_fds=pass_fds,
+                                env=env, close_fds=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot run {argv[0]}: {e.strerror}") from None
+    proc.returncode = 0  # we reap it ourselves: keep subprocess from waiting on it
+    return proc
+
+
+class _Forked:
+    """What run_command needs of a child: pid and the parent's ends of its pipes."""
+
+    def __init__(self, pid, stdin, stdout, stderr):
+        self.pid, self.stdin, self.stdout, self.stderr = pid, stdin, stdout, stderr
+
+
+def _fork_runtime(argv, stdin_data, stdin, stdout, stderr):
+    from corral.shim import inproc
+
+    mine, theirs = {}, []  # our pipe ends by name; the child's ends, closed here after fork
+    try:
+        fds = []
+        for name, given in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+            if given is not None:
+                fds.append(given)
+            elif name == "stdin" and stdin_data is None:
+                fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                theirs.append(fd)
+                fds.append(fd)
+            else:
+                r, w = os.pipe()
+                child, parent = (r, w) if name == "stdin" else (w, r)
+                theirs.append(child)
+                mine[name] = parent
+                fds.append(child)
+        pid = inproc.spawn(argv, *fds)
+    except BaseException:
+        for fd in list(mine.values()):
+            os.close(fd)
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    files = {name: open(fd, "wb" if name == "stdin" else "rb", buffering=0) for name, fd in mine.items()}
+    return _Forked(pid, files.get("stdin"), files.get("stdout"), files.get("stderr"))

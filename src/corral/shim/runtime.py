@@ -4,6 +4,7 @@ runc-compatible binary (corral-runc by default, runc, crun)."""
 import json
 import os
 
+from corral.shim import inproc
 from corral.shim.reaper import run_command
 from corral.ttrpc.errors import UNKNOWN, TtrpcError
 
@@ -20,6 +21,7 @@ class Runtime:
         self.bundle = bundle
         self.log = os.path.join(bundle, "log.json")
         self.systemd_cgroup = systemd_cgroup
+        self.in_process = inproc.enabled(binary)
 
     def _argv(self, *args):
         argv = [self.binary, "--root", self.root, "--log", self.log, "--log-format", "json"]
@@ -50,7 +52,8 @@ class Runtime:
         if stdio is not None:
             kw = {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
         try:
-            status, out, err = await run_command(self.reaper, argv, stdin_data=stdin_data, **kw)
+            status, out, err = await run_command(self.reaper, argv, stdin_data=stdin_data,
+                                                 in_process=self.in_process, **kw)
         except (OSError, TimeoutError) as e:
             raise RuntimeError_(UNKNOWN, f"OCI runtime {verb} failed: {e}") from None
         if status != 0:

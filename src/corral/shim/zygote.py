@@ -91,6 +91,9 @@ def _preload():
     from corral.api.containerd.events import task_pb2 as events
     from corral.api.containerd.runtime.v2.task import shim_pb2
     from corral.api.ttrpc import ttrpc_pb2
+    from corral.shim import inproc
+
+    inproc.preload()  # corral-runc's modules, for the runtime calls forked by the servers
 
     # protobuf builds its message classes' runtime state on first use: do it here, once,
     # rather than in every server
