@@ -50,3 +50,24 @@ class Runner:
 @pytest.fixture(scope="session")
 def corral(corrald):
     return Runner(corrald)
+
+
+@pytest.fixture
+def cleanup(corral):
+    """Names (or ids) to `rm -f` after the test, whatever happened."""
+    refs = []
+    yield refs
+    for ref in refs:
+        corral("rm", "-f", ref, check=False)
+
+
+def leftovers(daemon, namespace="default"):
+    """What containers leave behind: records, overlayfs snapshots other than committed image
+    layers, per-container directories."""
+    records = daemon.ctr("containers", "ls", "-q", namespace=namespace).stdout.split()
+    snaps = [line.split()[0] for line in daemon.ctr("snapshots", "--snapshotter", "overlayfs", "ls",
+                                                    namespace=namespace).stdout.splitlines()[1:]
+             if "Active" in line]
+    cdir = os.path.join(daemon.root, "containers", namespace)
+    files = sorted(os.listdir(cdir)) if os.path.isdir(cdir) else []
+    return {"records": sorted(records), "snapshots": sorted(snaps), "files": files}

@@ -29,6 +29,15 @@ COMMANDS = {
     "cp": ("cp", "Copy files between a container and the host"),
     "events": ("events", "Show the daemon's events"),
     "system": ("system", "System info and prune"),
+    "images": ("images", "List images"),
+    "pull": ("pull", "Pull an image from a registry"),
+    "push": ("push", "Push an image to a registry"),
+    "tag": ("tag", "Give an image another name"),
+    "rmi": ("rmi", "Remove images"),
+    "load": ("load", "Load images from a docker-archive or OCI archive (stdin or -i)"),
+    "save": ("save", "Save images as a docker-archive or OCI archive (stdout or -o)"),
+    "login": ("login", "Log in to a registry"),
+    "logout": ("logout", "Log out from a registry"),
 }
 
 DEFAULT_ADDRESS = "/run/corral/corrald.sock"
