@@ -54,6 +54,7 @@ class ProcessIO:
         self.done = asyncio.Event()
         self.stdin_pump = None
         self.output_pump = None
+        self.logs = None  # jsonfile:// outputs (corral.shim.logfile), written by threads
 
     async def prepare(self):
         """Open everything; returns (stdio fds for the runtime, console socket path or None)."""
@@ -65,13 +66,17 @@ class ProcessIO:
                 self.console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self.console_sock.bind(self.console_path)
                 self.console_sock.listen(1)
-                if stdout:
+                if stdout.startswith("jsonfile://"):
+                    self.stdout_fd = self._log_pipe(stdout, "stdout")
+                elif stdout:
                     self.stdout_fd = _open_output(stdout)
                 null = self._child(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
                 if stdin:
                     self.stdin_fifo = _open_fifo_rw(stdin)
                 return (null, null, null), self.console_path
-            self.done.set()
+            jsonfile = stdout.startswith("jsonfile://") or stderr.startswith("jsonfile://")
+            if not jsonfile:
+                self.done.set()
             if stdin:
                 r, w = os.pipe2(os.O_CLOEXEC)
                 self._child(r)
@@ -81,7 +86,13 @@ class ProcessIO:
                 child_in = r
             else:
                 child_in = self._child(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-            if stdout.startswith("binary://") or stderr.startswith("binary://"):
+            if jsonfile:  # a pipe per stream, even to the same file: each line names its stream
+                out = self._child(self._log_pipe(stdout, "stdout") if stdout.startswith("jsonfile://")
+                                  else _open_output(stdout))
+                err = self._child(self._log_pipe(stderr, "stderr") if stderr.startswith("jsonfile://")
+                                  else _open_output(stderr))
+                self.logs.start()
+            elif stdout.startswith("binary://") or stderr.startswith("binary://"):
                 out, err = await self._start_logger(stdout if stdout.startswith("binary://") else stderr)
             else:
                 out = self._child(_open_output(stdout))
@@ -90,6 +101,18 @@ class ProcessIO:
         except BaseException:
             self.close()
             raise
+
+    def _log_pipe(self, uri, stream):
+        if self.logs is None:
+            from corral.shim.logfile import Logs
+            self.logs = Logs(self._logs_done)
+        return self.logs.pipe(uri, stream)
+
+    def _logs_done(self):  # from a writer thread
+        try:
+            self.loop.call_soon_threadsafe(self.done.set)
+        except RuntimeError:
+            pass  # the loop is closed: the shim is exiting
 
     def _child(self, fd):
         self.child_fds.append(fd)
@@ -164,6 +187,8 @@ class ProcessIO:
         if self.stdin_fifo is not None:
             self._start_stdin_copy()
         if self.stdout_fd is not None:
+            if self.logs is not None:
+                self.logs.start()
             self._start_output_copy()
         else:
             self.done.set()
@@ -198,7 +223,8 @@ class ProcessIO:
     def _output_finished(self):
         os.close(self.stdout_fd)
         self.stdout_fd = None
-        self.done.set()
+        if self.logs is None:
+            self.done.set()  # else when the log writer has written the rest
 
     def close_stdin(self):
         """CloseIO: what was written so far is delivered, then the container sees EOF on stdin."""
@@ -236,6 +262,8 @@ class ProcessIO:
         if self.stdout_fd is not None:
             os.close(self.stdout_fd)
             self.stdout_fd = None
+        if self.logs is not None:
+            self.logs.close()
         self.done.set()
 
 
