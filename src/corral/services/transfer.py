@@ -130,6 +130,56 @@ def _pull_error(exc, ref, registry):
     return Unavailable(str(exc))
 
 
+def label_references(store, desc, snapshotter_name, chains):
+    """containerd's GC references from `desc` down: an index to its manifests in the store, a
+    manifest to its config and layers, a config to its unpacked snapshot (chains: config
+    digest -> chain ID). Without them a GC pass keeps the image's root blob only."""
+    import json
+    from corral.images import mediatypes
+    mt = desc["mediaType"]
+    if not (mediatypes.is_index(mt) or mediatypes.is_manifest(mt)):
+        return
+    with store.open(desc["digest"]) as f:
+        doc = json.loads(f.read())
+    labels = {}
+    if mediatypes.is_index(mt):
+        for i, m in enumerate(doc.get("manifests", [])):
+            if store.exists(m["digest"]):
+                labels[f"containerd.io/gc.ref.content.m.{i}"] = m["digest"]
+                label_references(store, {k: m[k] for k in ("mediaType", "digest", "size")}, snapshotter_name,
+                                 chains)
+    else:
+        cfg = doc["config"]["digest"]
+        labels["containerd.io/gc.ref.content.config"] = cfg
+        for i, layer in enumerate(doc.get("layers", [])):
+            labels[f"containerd.io/gc.ref.content.l.{i}"] = layer["digest"]
+        if chains.get(cfg):
+            key = f"containerd.io/gc.ref.snapshot.{snapshotter_name}"
+            store.update(cfg, {key: chains[cfg]}, [f"labels.{key}"])
+    if labels:
+        store.update(desc["digest"], labels, [f"labels.{k}" for k in labels])
+
+
+def _chains(store, images):
+    """config digest -> chain ID for the platform manifests of [(name, desc)]."""
+    import json
+    from corral.images.importexport import _platform_manifest
+    from corral.images.unpack import chain_ids
+    out = {}
+    for _, desc in images:
+        try:
+            m = _platform_manifest(store, desc)
+        except Exception:
+            continue
+        with store.open(m["digest"]) as f:
+            cfg = json.loads(f.read())["config"]["digest"]
+        with store.open(cfg) as f:
+            ids = chain_ids(json.loads(f.read()).get("rootfs", {}).get("diff_ids", []))
+        if ids:
+            out[cfg] = ids[-1]
+    return out
+
+
 class _Reporter:
     """Turns the library's per-blob events into Progress messages on a queue, at most one
     "downloading"/"uploading" update per blob every PROGRESS_INTERVAL; raises Cancelled in
@@ -309,7 +359,10 @@ class Transfers:
                     raise InvalidArgument(str(e).replace(path, "the archive").splitlines()[0]) from None
                 except (ValueError, KeyError, TypeError) as e:
                     raise InvalidArgument(f"load: the archive is malformed ({type(e).__name__}: {e})") from None
+                store = BoundStore(self.nscs, ns, lease)
+                chains = _chains(store, images)
                 for name, desc in images:
+                    label_references(store, desc, sn.name, chains)
                     if name:
                         self.record(ns, name, desc)
             finally:
@@ -320,6 +373,7 @@ class Transfers:
 
     def export(self, ns, req):
         """Yields the archive's bytes in chunks."""
+        from corral.images.errors import ImageError
         from corral.images.importexport import export_docker, export_oci
         if not req.names:
             raise InvalidArgument("save: name at least one image")
@@ -332,10 +386,13 @@ class Transfers:
         d = tempfile.mkdtemp(prefix="export-", dir=self.tmp_dir)
         try:
             out = os.path.join(d, "image.tar")
-            if fmt == "oci":
-                export_oci(images, store, out)
-            else:
-                export_docker(images, store, out, platform=req.platform or None)
+            try:
+                if fmt == "oci":
+                    export_oci(images, store, out)
+                else:
+                    export_docker(images, store, out, platform=req.platform or None)
+            except ImageError as e:
+                raise FailedPrecondition(f"save: {e}") from None
             with open(out, "rb") as f:
                 while data := f.read(CHUNK):
                     yield data
