@@ -1,0 +1,212 @@
+"""Reading docker json-file logs (what the shim's jsonfile:// writer makes): the rotated files
+oldest first, --tail, --since, and following the current file across rotation and truncation
+until the caller says the container is done.
+
+    for entry in follow(path, tail=10, stop=lambda: task_exited()):
+        print(entry.log, end="")
+"""
+
+import json
+import os
+import re
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+
+class Entry(NamedTuple):
+    time: str     # RFC3339 with nanoseconds, UTC
+    stream: str   # "stdout" or "stderr"
+    log: str      # the text, with its newline unless a partial (split) line
+
+
+class LogsError(ValueError):
+    pass
+
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+
+
+def time_ns(text):
+    """Nanoseconds since the epoch from an RFC3339 time (the fraction may have up to 9 digits)."""
+    m = _RFC3339.match(text)
+    if not m:
+        raise LogsError(f"invalid time {text!r}: want RFC3339 like 2026-01-02T15:04:05Z")
+    base, frac, zone = m.groups()
+    dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S")
+    if zone == "Z":
+        dt = dt.replace(tzinfo=timezone.utc)
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        from datetime import timedelta
+        dt = dt.replace(tzinfo=timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))))
+    return int(dt.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def parse_since(text, now_ns=None):
+    """--since: RFC3339, a date (YYYY-MM-DD), a Unix timestamp (seconds[.fraction]) or a
+    duration before now like 10m, 1h30m, 45s. Returns nanoseconds since the epoch."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    t = text.strip()
+    if _DURATION.match(t):
+        total = sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for n, u in _DURATION_PART.findall(t))
+        return now_ns - int(total * 1_000_000_000)
+    if re.fullmatch(r"\d+(\.\d{1,9})?", t):
+        sec, _, frac = t.partition(".")
+        return int(sec) * 1_000_000_000 + int(frac.ljust(9, "0") if frac else 0)
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", t):
+        t += "T00:00:00Z"
+    try:
+        return time_ns(t)
+    except LogsError:
+        raise LogsError(f"invalid --since {text!r}: want RFC3339 (2026-01-02T15:04:05Z), "
+                        "a Unix timestamp or a duration like 10m") from None
+
+
+def log_files(path):
+    """The log file and its rotated siblings, oldest first (path.N ... path.1, path)."""
+    rotated = []
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        suffix = name[len(base) + 1:]
+        if name.startswith(base + ".") and suffix.isdigit():
+            rotated.append((int(suffix), os.path.join(directory, name)))
+    files = [p for _, p in sorted(rotated, reverse=True)]
+    if base in names:
+        files.append(path)
+    return files
+
+
+def _parse_line(line):
+    try:
+        d = json.loads(line)
+        return Entry(d.get("time", ""), d.get("stream", "stdout"), d.get("log", ""))
+    except (ValueError, AttributeError):
+        return None  # a torn or foreign line: skip it
+
+
+class _Source:
+    """One open log file read line by line, keeping a partly written last line for later."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = open(path, "rb")
+        self.ino = os.fstat(self.f.fileno()).st_ino
+        self.rest = b""
+
+    def read(self):
+        data = self.f.read()
+        if not data:
+            return []
+        data = self.rest + data
+        lines = data.split(b"\n")
+        self.rest = lines.pop()
+        return [e for e in (_parse_line(x) for x in lines if x) if e is not None]
+
+    def truncated(self):
+        return os.fstat(self.f.fileno()).st_size < self.f.tell()
+
+    def close(self):
+        self.f.close()
+
+
+def _wanted(entry, since_ns):
+    if since_ns is None:
+        return True
+    try:
+        return time_ns(entry.time) >= since_ns
+    except LogsError:
+        return True
+
+
+def _history(path, tail, since_ns):
+    """The entries in the rotated files and the current one, and the current file left open at
+    its end (None if it does not exist yet)."""
+    entries = deque(maxlen=tail) if tail is not None and tail >= 0 else []
+    current = None
+    for p in log_files(path):
+        try:
+            src = _Source(p)
+        except FileNotFoundError:
+            continue  # rotated away between listing and opening
+        if p == path:
+            current = src
+            found = src.read()
+        else:
+            found = src.read()
+            src.close()
+        for e in found:
+            if _wanted(e, since_ns):
+                entries.append(e)
+    return list(entries), current
+
+
+def read(path, *, tail=None, since=None):
+    """The entries logged so far (tail: only the last N; since: ns since the epoch)."""
+    entries, current = _history(path, tail, since)
+    if current is not None:
+        current.close()
+    return entries
+
+
+def follow(path, *, tail=None, since=None, stop=None, interval=0.1):
+    """The entries so far, then new ones as they are written, across rotation (the file replaced:
+    another inode) and truncation, until stop() returns True; then what is left is read and the
+    iteration ends. stop=None follows forever."""
+    entries, src = _history(path, tail, since)
+    yield from entries
+    try:
+        while True:
+            done = stop is not None and stop()
+            # done: one last pass so output written just before the exit is not lost
+            if src is None:
+                try:
+                    src = _Source(path)
+                except FileNotFoundError:
+                    if done:
+                        return
+                    time.sleep(interval)
+                    continue
+            got = [e for e in src.read() if _wanted(e, since)]
+            yield from got
+            try:
+                replaced = os.stat(path).st_ino != src.ino
+            except FileNotFoundError:
+                replaced = False  # between the rename and the new file: keep the old one for now
+            if replaced:
+                yield from (e for e in src.read() if _wanted(e, since))
+                src.close()
+                src = _Source(path)
+                continue
+            if src.truncated():
+                src.f.seek(0)
+                src.rest = b""
+                continue
+            if done:
+                return
+            if not got:
+                time.sleep(interval)
+    finally:
+        if src is not None:
+            src.close()
+
+
+def write(entries, out, err, timestamps=False):
+    """Print entries: stdout's to out, stderr's to err (binary files); with timestamps, each
+    line starts with its time (partial pieces of a split line continue it)."""
+    at_line_start = {"stdout": True, "stderr": True}
+    for e in entries:
+        f = err if e.stream == "stderr" else out
+        text = e.log.encode("utf-8", "surrogateescape")
+        if timestamps and at_line_start.get(e.stream, True):
+            text = e.time.encode() + b" " + text
+        at_line_start[e.stream] = e.log.endswith("\n")
+        f.write(text)
+        f.flush()
