@@ -13,7 +13,6 @@ from corral.cli.errors import CLIError
 # (`network ls`, `volume create`, `system info`) are one module with its own subcommands.
 COMMANDS = {
     "version": ("version", "Show the client and daemon versions"),
-    "logs": ("logs", "Show a container's output (-f to follow)"),
     "run": ("run", "Create and start a container"),
     "create": ("create", "Create a container (not started)"),
     "start": ("start", "Start containers"),
@@ -39,6 +38,7 @@ COMMANDS = {
     "save": ("save", "Save images as a docker-archive or OCI archive (stdout or -o)"),
     "login": ("login", "Log in to a registry"),
     "logout": ("logout", "Log out from a registry"),
+    "network": ("network", "Manage networks (ls, create, rm, inspect)"),
 }
 
 DEFAULT_ADDRESS = "/run/corral/corrald.sock"
