@@ -13,6 +13,7 @@ from corral.cli.errors import CLIError
 # (`network ls`, `volume create`, `system info`) are one module with its own subcommands.
 COMMANDS = {
     "version": ("version", "Show the client and daemon versions"),
+    "logs": ("logs", "Show a container's output (-f to follow)"),
     "run": ("run", "Create and start a container"),
     "create": ("create", "Create a container (not started)"),
     "start": ("start", "Start containers"),
