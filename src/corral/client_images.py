@@ -72,7 +72,8 @@ class ImageTransfers:
         from corral.api.corral.services.transfer.v1 import transfer_pb2
         from corral.images.reference import parse
         dest = parse(target or ref)
-        req = transfer_pb2.PushRequest(reference=str(parse(ref)), target=str(dest),
+        parse(ref)
+        req = transfer_pb2.PushRequest(reference=ref, target=str(dest),
                                        registry=self._registry_options(dest.domain, plain_http, insecure, auth))
         return self._follow(self._transfer_call("Push", req, stream=True), progress)
 
@@ -119,7 +120,9 @@ class ImageTransfers:
         format "docker" (docker-archive) or "oci". Returns the bytes written."""
         from corral.api.corral.services.transfer.v1 import transfer_pb2
         from corral.images.reference import parse
-        req = transfer_pb2.ExportRequest(names=[str(parse(n)) for n in names], format=format, platform=platform)
+        for n in names:
+            parse(n)        # a bad name fails here, before any request
+        req = transfer_pb2.ExportRequest(names=list(names), format=format, platform=platform)
         responses = self._transfer_call("Export", req, stream=True)
         if isinstance(out, str):
             import os

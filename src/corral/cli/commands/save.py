@@ -14,7 +14,7 @@ def configure(p):
 def run(opts, env):
     from corral.cli.commands._images import reference
     from corral.cli.errors import CLIError
-    names = [str(reference(n)) for n in opts.images]
+    names = [reference(n) and n for n in opts.images]
     if opts.output:
         env.client().save(names, opts.output, format=opts.format, platform=opts.platform)
         return 0
