@@ -1,7 +1,10 @@
 #!/bin/bash
 # Install what corral needs on a Debian 12 machine, as root.
-#   scripts/setup.sh          install, then run a busybox container with corral-runc
-#   scripts/setup.sh --no-demo   install only (used by scripts/test.sh)
+#   scripts/setup.sh             install; start corrald (a systemd service where systemd runs, else in
+#                                the background: PID in /run/corral/corrald.pid, log in
+#                                /var/log/corrald.log); load a busybox image built from the host's
+#                                busybox-static; run `corral run --rm busybox echo hello`
+#   scripts/setup.sh --no-demo   install only, start nothing (used by scripts/test.sh and CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,13 +39,61 @@ printf '#!%s\nimport sys\nfrom corral.shim.main import main\nsys.exit(main())\n'
     > .venv/bin/containerd-shim-corral-v2
 
 # entry points on PATH for containerd and for people (they name the venv's interpreter directly)
-for bin in corral-runc corrald containerd-shim-corral-v2; do
+for bin in corral corral-runc corrald containerd-shim-corral-v2; do
     ln -sf "$ROOT/.venv/bin/$bin" "/usr/local/bin/$bin"
 done
 
-if [ "${1:-}" != "--no-demo" ]; then
-    demo=$(mktemp -d /tmp/corral-demo.XXXXXX)
-    trap 'rm -rf "$demo"' EXIT
-    .venv/bin/python -c "from corral.busybox import make_bundle; make_bundle('$demo', args=['echo', 'hello from a corral container'])"
-    cd "$demo" && corral-runc run "demo-$$"
+if [ "${1:-}" = "--no-demo" ]; then
+    exit 0
 fi
+
+SOCK=/run/corral/corrald.sock
+PIDFILE=/run/corral/corrald.pid
+LOG=/var/log/corrald.log
+CORRAL=(/usr/local/bin/corral --address "$SOCK")
+
+daemon_answers() { "${CORRAL[@]}" version >/dev/null 2>&1; }
+
+start_corrald() {
+    if daemon_answers; then
+        echo "setup: corrald is already running on $SOCK"
+        return
+    fi
+    if [ "$(ps -p 1 -o comm= 2>/dev/null)" = systemd ] && [ -d /run/systemd/system ]; then
+        install -m 0644 scripts/corrald.service /etc/systemd/system/corrald.service
+        systemctl daemon-reload
+        systemctl enable -q corrald.service
+        systemctl restart corrald.service
+        echo "setup: corrald started as the systemd service corrald.service"
+    else
+        mkdir -p /run/corral
+        chmod 0711 /run/corral
+        if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
+                && grep -q corrald "/proc/$(cat "$PIDFILE")/cmdline" 2>/dev/null; then
+            echo "setup: corrald (pid $(cat "$PIDFILE")) is starting"
+        else
+            setsid /usr/local/bin/corrald </dev/null >>"$LOG" 2>&1 &
+            echo $! > "$PIDFILE"
+            echo "setup: corrald started in the background (pid $(cat "$PIDFILE"), log $LOG)"
+        fi
+    fi
+    for _ in $(seq 300); do
+        daemon_answers && return
+        sleep 0.1
+    done
+    echo "setup: corrald did not answer on $SOCK within 30 s; see $LOG or journalctl -u corrald" >&2
+    exit 1
+}
+
+start_corrald
+
+# a busybox image from the host's busybox-static, so `corral run busybox ...` needs no network
+if [ -z "$("${CORRAL[@]}" images -q busybox)" ]; then
+    tmp=$(mktemp -d /tmp/corral-setup.XXXXXX)
+    trap 'rm -rf "$tmp"' EXIT
+    .venv/bin/python -c "import sys; from corral.busybox import make_oci_archive; make_oci_archive(sys.argv[1], 'docker.io/library/busybox:latest')" "$tmp/busybox.tar"
+    "${CORRAL[@]}" load -i "$tmp/busybox.tar"
+fi
+
+echo "setup: corral run --rm busybox echo hello"
+"${CORRAL[@]}" run --rm busybox echo hello

@@ -26,7 +26,7 @@ def run(opts, env):
         show.close = inner.close
         if not ref.digest and ":" not in opts.name.rsplit("/", 1)[-1]:
             print(f"Using default tag: {ref.tag}")
-        print(f"{ref.tag or ref.digest}: Pulling from {ref.familiar().rsplit('@', 1)[0].rsplit(':', 1)[0]}")
+        print(f"{ref.tag or ref.digest}: Pulling from {ref.path if ref.domain == 'docker.io' else ref.repository}")
     try:
         r = env.client().pull(str(ref), progress=show, platform=opts.platform, plain_http=opts.plain_http,
                               insecure=opts.insecure_registry)
