@@ -84,6 +84,22 @@ def log_files(path):
     return files
 
 
+def _rotated_between(path, old_ino, new_ino):
+    """The rotated files newer than the one with inode old_ino (all of them if it is gone)
+    and older than the one with new_ino (all of them if that is still the current file),
+    oldest first."""
+    rotated = [p for p in log_files(path) if p != path]
+    inos = []
+    for p in rotated:
+        try:
+            inos.append(os.stat(p).st_ino)
+        except FileNotFoundError:
+            inos.append(None)
+    start = inos.index(old_ino) + 1 if old_ino in inos else 0
+    end = inos.index(new_ino) if new_ino in inos else len(rotated)
+    return rotated[start:end]
+
+
 def _parse_line(line):
     try:
         d = json.loads(line)
@@ -182,8 +198,20 @@ def follow(path, *, tail=None, since=None, stop=None, interval=0.1):
                 replaced = False  # between the rename and the new file: keep the old one for now
             if replaced:
                 yield from (e for e in src.read() if _wanted(e, since))
+                try:
+                    new = _Source(path)
+                except FileNotFoundError:
+                    continue  # mid-rotation: look again
                 src.close()
-                src = _Source(path)
+                # files rotated more than once since our last look sit between the two
+                for p in _rotated_between(path, src.ino, new.ino):
+                    try:
+                        between = _Source(p)
+                    except FileNotFoundError:
+                        continue
+                    yield from (e for e in between.read() if _wanted(e, since))
+                    between.close()
+                src = new
                 continue
             if src.truncated():
                 src.f.seek(0)
