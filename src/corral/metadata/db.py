@@ -73,8 +73,10 @@ def _now():
     return time.time_ns()
 
 
-def migrate(conn, target=SCHEMA_VERSION):
-    """Bring a database up to `target`, one migration per transaction."""
+def migrate(conn, target=SCHEMA_VERSION, migrations=MIGRATIONS, what="metadata database"):
+    """Bring a database up to `target` (len(migrations) for another database's list), one
+    migration per transaction."""
+    latest = len(migrations)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -86,16 +88,16 @@ def migrate(conn, target=SCHEMA_VERSION):
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    if version > SCHEMA_VERSION:
-        raise FailedPrecondition(f"metadata database schema {version} is newer than this corral's "
-                                 f"{SCHEMA_VERSION}; upgrade corral")
+    if version > latest:
+        raise FailedPrecondition(f"{what} schema {version} is newer than this corral's "
+                                 f"{latest}; upgrade corral")
     while version < target:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
             if version < target:
-                for stmt in MIGRATIONS[version].split(";"):
+                for stmt in migrations[version].split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
                 version += 1

@@ -27,6 +27,19 @@ from corral.metadata.errors import (AlreadyExists, FailedPrecondition, InvalidAr
                                     NotFound)
 
 
+# The snapshotter database's schema, as the metadata DB keeps its own: migration i takes it
+# from version i to i + 1. The first one is IF NOT EXISTS so databases made before versions
+# existed step up to 1 as they are.
+MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE, kind INTEGER NOT NULL, parent TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL DEFAULT '{}', created INTEGER NOT NULL, updated INTEGER NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0, inodes INTEGER NOT NULL DEFAULT 0)
+    """,
+]
+
+
 class Kind(enum.IntEnum):
     """containerd's snapshot kinds, with its numeric values."""
     UNKNOWN = 0
@@ -102,11 +115,12 @@ class Snapshotter:
                                    isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: consistent after a crash
-        self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "key TEXT NOT NULL UNIQUE, kind INTEGER NOT NULL, parent TEXT NOT NULL "
-                         "DEFAULT '', labels TEXT NOT NULL DEFAULT '{}', created INTEGER NOT NULL, "
-                         "updated INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0, "
-                         "inodes INTEGER NOT NULL DEFAULT 0)")
+        from corral.metadata.db import migrate
+        migrate(self._db, len(MIGRATIONS), MIGRATIONS, f"{self.name} snapshotter database")
+
+    def schema_version(self):
+        with self._lock:
+            return self._db.execute("SELECT version FROM schema_version").fetchone()[0]
 
     def close(self):
         with self._lock:
