@@ -38,10 +38,21 @@ def _ensure_shared_dir(d):
     """The pin directory is a shared mount of its own, so that an unmount there reaches the
     copies that mount namespaces made in the meantime (else they keep the namespace alive)."""
     os.makedirs(d, mode=0o700, exist_ok=True)
-    if os.path.ismount(d):
+    if _is_mount_point(d):
         return
     sc.mount(d, d, None, sc.MS_BIND)
     sc.mount(None, d, None, sc.MS_SHARED)
+
+
+def _is_mount_point(d):
+    """From mountinfo: os.path.ismount misses a bind mount of a directory onto itself."""
+    d = os.path.realpath(d)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ", 5)[4].replace("\\040", " ")
+            if point == d:
+                return True
+    return False
 
 
 def pin(data_root, container_id, pid):

@@ -79,6 +79,8 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
     annotations[PORTS] = json.dumps(ports)
     annotations[HOSTNAME] = hostname or ""
     annotations[NAMESPACE] = namespace
+    if name:
+        annotations[NAME] = name
 
     d = etcfiles.container_dir(data_root, namespace, container_id)
     etcfiles.write(os.path.join(d, "hostname"), f"{hostname}\n")
