@@ -14,6 +14,7 @@ from corral.cli.errors import CLIError
 COMMANDS = {
     "version": ("version", "Show the client and daemon versions"),
     "logs": ("logs", "Show a container's output (-f to follow)"),
+    "volume": ("volume", "Manage named volumes (create, ls, rm, inspect, prune)"),
     "run": ("run", "Create and start a container"),
     "create": ("create", "Create a container (not started)"),
     "start": ("start", "Start containers"),
