@@ -224,7 +224,10 @@ def _volume_mounts(opts, data_root, namespace):
     from corral import volumes
     out, label = [], []
     for m in named:
-        out.append(volumes.mount_for(m, data_root=data_root, namespace=namespace))
+        try:
+            out.append(volumes.mount_for(m, data_root=data_root, namespace=namespace))
+        except volumes.VolumeError as e:
+            raise SpecError(str(e)) from None
         label.append({"name": m.source, "target": m.target, "readonly": m.readonly})
     return out, label
 
@@ -421,6 +424,9 @@ class Container:
         if status in ("running", "paused"):
             if not force:
                 raise ContainerError(f"container {self.name} is running: stop it first or use rm -f")
+            if self.record.labels.get(L.RESTART_POLICY):
+                # the daemon's restart monitor must not start it again while it goes away
+                self.client.update_container_labels(self.id, {L.RESTART_STATUS: "stopped"})
             fut = self.client.wait_task_future(self.id)
             _ignore(self.client.kill, self.id, _signal.SIGKILL, all=True)
             try:
