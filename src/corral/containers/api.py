@@ -140,8 +140,7 @@ class Containers:
         if opts.stdin_open:
             labels[L.STDIN_OPEN] = "1"
         if restart != "no":
-            labels[L.RESTART_POLICY] = restart
-            labels[L.RESTART_STATUS] = "running"
+            labels[L.RESTART_POLICY] = restart  # restart.status is set by start: never started = absent
             labels[L.RESTART_LOGURI] = log_uri
         opts.labels = dict(opts.labels, **{L.NAME: name})
         made_snapshot = made_dir = made_record = False
