@@ -126,7 +126,8 @@ class TaskService:
             if c.rootfs_mounted:
                 mounts.unmount_rootfs(rootfs)
             raise
-        self.oom.watch(c.id, pid)
+        # after the reply: the init waits for Start, nothing can run out of memory before it
+        self.loop.call_soon(self.oom.watch, c.id, pid)
         event = ev.TaskCreate(container_id=c.id, bundle=c.bundle, rootfs=req.rootfs, pid=pid,
                               io=ev.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
                                            terminal=req.terminal))

@@ -81,6 +81,7 @@ def _preload():
     import corral.api.containerd.services.events.ttrpc.v1.events_pb2  # noqa: F401
     import corral.api.runtimeoptions.v1.api_pb2  # noqa: F401
     import corral.shim.events  # noqa: F401
+    import corral.shim.main  # noqa: F401
     import corral.shim.oom  # noqa: F401
     import corral.shim.reaper  # noqa: F401
     import corral.shim.server  # noqa: F401
