@@ -1,0 +1,221 @@
+"""Networking as a user: `-p` to a busybox httpd on 127.0.0.1, containers on a user-defined
+network reaching each other by name, `network ls/create/rm/inspect`, bad port specs and
+taken ports, and the network released (IP, veth, iptables rules, netns pin) when the
+container goes, also after corrald was killed with SIGKILL while it ran."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, Runner, leftovers
+from tests.helpers.corrald import Corrald
+
+HTTPD = "mkdir -p /www && echo hello-through-portmap > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def uname(prefix="n"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _id(corral, name):
+    return json.loads(corral("inspect", name).stdout)[0]["Id"]
+
+
+def _attachment(root, cid):
+    """(network, ip, host veth) from the CNI result cache."""
+    from corral.cni import cache, plugins
+    entries = cache.entries(root, cid)
+    assert len(entries) == 1, entries
+    e = entries[0]
+    veth = [i["name"] for i in e["result"]["interfaces"] if not i.get("sandbox") and i["name"].startswith("veth")][0]
+    return e["networkName"], plugins.ips(e["result"])[0], veth
+
+
+def _ipam_dir(root, network):
+    if network == "bridge":
+        return "/var/lib/cni/networks/bridge"
+    return os.path.join(root, "cni", "networks", network)
+
+
+def _assert_released(root, cid, network, ip, veth):
+    from corral.cni import cache, netns
+    assert cache.entries(root, cid) == []
+    assert not os.path.exists(netns.path_of(root, cid))
+    assert not os.path.exists(os.path.join(_ipam_dir(root, network), ip))
+    rules = []
+    for table in ("nat", "filter"):
+        out = subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True).stdout
+        rules += [line for line in out.splitlines() if cid in line or f"{ip}/32" in line or f"{ip}:" in line]
+    assert rules == []
+    deadline = time.monotonic() + 5
+    while veth in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, f"{veth} still there"
+        time.sleep(0.05)
+
+
+def _get(url, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return r.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def networks(corral):
+    names = []
+    yield names
+    for n in names:
+        corral("network", "rm", n, check=False)
+
+
+def test_httpd_published_on_localhost(corral, corrald, cleanup):
+    name = uname("web")
+    cleanup.append(name)
+    port = _free_port()
+    corral("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", HTTPD)
+    assert _get(f"http://127.0.0.1:{port}/") == "hello-through-portmap\n"
+    cid = _id(corral, name)
+    network, ip, veth = _attachment(corrald.root, cid)
+    assert network == "bridge" and ip.startswith("10.4.0.")
+    assert os.path.exists(os.path.join(_ipam_dir(corrald.root, network), ip))
+    hosts = corral("exec", name, "cat", "/etc/hosts").stdout
+    assert f"{ip}\t{cid[:12]} {name}" in hosts
+    corral("stop", "-t", "1", name)
+    corral("rm", name)
+    _assert_released(corrald.root, cid, network, ip, veth)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_user_network_containers_reach_each_other(corral, corrald, cleanup, networks):
+    net = uname("net")
+    networks.append(net)
+    out = corral("network", "create", net, "--subnet", "10.94.7.0/24").stdout
+    assert len(out.strip()) == 64
+    assert net in corral("network", "ls").stdout
+    srv = uname("srv")
+    cleanup.append(srv)
+    corral("run", "-d", "--name", srv, "--network", net, "busybox", "sh", "-c",
+           "while true; do nc -l -p 7000 -e echo pong; done")
+    res = corral("run", "--rm", "--network", net, "busybox", "sh", "-c",
+                 f"for i in 1 2 3 4 5; do echo hi | nc -w 2 {srv} 7000 && break; sleep 0.2; done")
+    assert res.stdout.strip() == "pong", res.stderr
+    info = json.loads(corral("network", "inspect", net).stdout)[0]
+    cid = _id(corral, srv)
+    assert info["Containers"][cid]["Name"] == srv
+    assert info["Containers"][cid]["IPv4Address"].startswith("10.94.7.")
+    # in use: refused
+    res = corral("network", "rm", net, check=False)
+    assert res.returncode == 125 and f"network {net} is in use by container(s) {srv}" in res.stderr
+    network, ip, veth = _attachment(corrald.root, cid)
+    corral("rm", "-f", srv)
+    _assert_released(corrald.root, cid, network, ip, veth)
+    corral("network", "rm", net)
+    assert net not in corral("network", "ls").stdout
+    # the built-in ones stay
+    for builtin in ("bridge", "host", "none"):
+        res = corral("network", "rm", builtin, check=False)
+        assert res.returncode == 125 and "built in" in res.stderr
+
+
+def test_network_create_conflicts(corral, networks):
+    a = uname("net")
+    networks.append(a)
+    corral("network", "create", a, "--subnet", "10.94.8.0/24")
+    res = corral("network", "create", a, "--subnet", "10.94.9.0/24", check=False)
+    assert res.returncode == 125 and res.stderr.strip() == f"corral: network {a} already exists"
+    b = uname("net")
+    res = corral("network", "create", b, "--subnet", "10.94.8.128/25", check=False)
+    assert res.returncode == 125 and f"overlaps subnet 10.94.8.0/24 of network {a}" in res.stderr
+    assert b not in corral("network", "ls", "-q").stdout.split()
+
+
+@pytest.mark.parametrize("spec", ["80", "x:80", "8080:80/sctp", "1.2.3:8080:80", "8080:99999"])
+def test_bad_port_spec(corral, corrald, spec):
+    before = leftovers(corrald)
+    res = corral("run", "--rm", "-p", spec, "busybox", "true", check=False)
+    assert res.returncode == 125
+    assert len(res.stderr.strip().splitlines()) == 1 and "invalid port spec" in res.stderr, res.stderr
+    assert leftovers(corrald) == before
+
+
+def test_port_already_taken(corral, corrald):
+    before = leftovers(corrald)
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        res = corral("run", "-d", "-p", f"{port}:80", "busybox", "sleep", "10", check=False)
+    finally:
+        s.close()
+    assert res.returncode == 125
+    assert res.stderr.strip() == f"corral: port 0.0.0.0:{port}/tcp is already in use on the host"
+    assert leftovers(corrald) == before
+
+
+def test_host_and_none_networks(corral):
+    res = corral("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
+    assert "eth0" not in res.stdout
+    res = corral("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
+    assert "lo:" in res.stdout and "eth0" in res.stdout
+
+
+def test_released_after_daemon_killed(networks):
+    """corrald dies (SIGKILL) while the container runs; the container then exits. Once a
+    daemon is back, `rm` deletes the task and the runtime's poststop hook releases
+    everything the network gave it."""
+    from corral.busybox import make_oci_archive
+    d = Corrald(log_level="info")
+    try:
+        d.start()
+        archive = os.path.join(d.dir, "busybox.tar")
+        make_oci_archive(archive, IMAGE)
+        d.ctr("images", "import", "--snapshotter", "overlayfs", archive)
+        corral = Runner(d)
+        net = uname("net")
+        corral("network", "create", net, "--subnet", "10.94.10.0/24")
+        name = uname("c")
+        flag = os.path.join(d.dir, "go")
+        corral("run", "-d", "--name", name, "--network", net, "-v", f"{d.dir}:/host", "busybox", "sh", "-c",
+               "while [ ! -e /host/go ]; do sleep 0.1; done")
+        cid = _id(corral, name)
+        network, ip, veth = _attachment(d.root, cid)
+        d.stop(signal.SIGKILL)
+        open(flag, "w").close()  # the container exits while no daemon runs
+        deadline = time.monotonic() + 10
+        while glob.glob(f"/sys/fs/cgroup/pids/*/{cid}/cgroup.procs") and \
+                open(glob.glob(f"/sys/fs/cgroup/pids/*/{cid}/cgroup.procs")[0]).read().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        d.start()
+        corral("rm", name)
+        _assert_released(d.root, cid, network, ip, veth)
+        corral("network", "rm", net)
+    finally:
+        for c in Runner(d)("ps", "-aq", check=False).stdout.split() if d.proc else []:
+            Runner(d)("rm", "-f", c, check=False)
+        for n in glob.glob(os.path.join(d.root, "networks", "net-*.conflist")):
+            Runner(d)("network", "rm", os.path.basename(n)[:-len(".conflist")], check=False)
+        d.cleanup()
