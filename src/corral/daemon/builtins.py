@@ -7,6 +7,7 @@ from .plugin import Registration
 GRPC = "io.containerd.grpc.v1"
 EVENT = "io.containerd.event.v1"
 RUNTIME = "io.containerd.runtime.v2"
+INTERNAL = "io.containerd.internal.v1"
 
 
 def _introspection(ic):
@@ -52,6 +53,12 @@ def _runtime(ic):
     return rt
 
 
+def _restart_monitor(ic):
+    from .restart import RestartMonitor
+    return RestartMonitor(ic.get(EVENT), ic.daemon_config["grpc"]["address"],
+                          interval=float(ic.config.get("interval", 5.0)))
+
+
 def registrations():
     regs = [
         Registration(EVENT, "exchange", _exchange),
@@ -60,6 +67,8 @@ def registrations():
         Registration(RUNTIME, "task", _runtime, requires=[EVENT],
                      config={"shim_start_timeout": 30.0,   # seconds for `<shim> start` and `delete`
                              "shim_load_timeout": 5.0}),   # per shim when reconnecting at start-up
+        Registration(INTERNAL, "restart", _restart_monitor, requires=[EVENT, RUNTIME],
+                     config={"interval": 5.0}),  # seconds between checks of every container
         Registration(GRPC, "introspection", _introspection, requires=["*"]),
     ]
     from . import storage_plugins

@@ -1,0 +1,160 @@
+"""The daemon's restart monitor: containers made with ctr carrying containerd's restart labels
+on a test corrald (our shim); restarts on exit, on-failure counting, explicit stops, and
+policies that survive a SIGKILL of the daemon."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from corral.client import Client, ClientError
+from tests.helpers.corrald import Corrald
+
+IMAGE = "docker.io/library/busybox:latest"
+RUNTIME = "io.containerd.corral.v2"
+STOPPED = 3
+
+
+@pytest.fixture
+def daemon():
+    from corral.busybox import make_oci_archive
+    d = Corrald(log_level="info", config_text='version = 2\n[plugins."io.containerd.internal.v1.restart"]\ninterval = 1.0\n')
+    try:
+        d.start()
+        archive = os.path.join(d.dir, "busybox.tar")
+        make_oci_archive(archive, IMAGE)
+        d.ctr("images", "import", "--snapshotter", "overlayfs", archive)
+        yield d
+    finally:
+        _disarm(d)
+        d.cleanup()
+
+
+def _disarm(d):
+    """Drop every restart policy, so the clean-up's kills are not undone by the monitor."""
+    if d.proc is None or d.proc.poll() is not None:
+        return
+    try:
+        with Client(d.sock) as c:
+            for ns in c.namespaces():
+                cn = c.with_namespace(ns.name)
+                for rec in cn.list_containers():
+                    if "containerd.io/restart.policy" in rec.labels:
+                        cn.update_container_labels(rec.id, {"containerd.io/restart.policy": None})
+    except ClientError:
+        pass
+
+
+def _run(d, name, policy, script, status="running"):
+    log = os.path.join(d.dir, "logs", f"{name}-json.log")
+    uri = f"jsonfile://{log}"
+    labels = [f"containerd.io/restart.policy={policy}", f"containerd.io/restart.loguri={uri}"]
+    if status:
+        labels.append(f"containerd.io/restart.status={status}")
+    args = ["run", "-d", "--snapshotter", "overlayfs", "--runtime", RUNTIME, "--log-uri", uri]
+    for label in labels:
+        args += ["--label", label]
+    d.ctr(*args, IMAGE, name, "sh", "-c", script)
+    return log
+
+
+def _lines(log):
+    try:
+        with open(log) as f:
+            return [json.loads(x)["log"] for x in f]
+    except FileNotFoundError:
+        return []
+
+
+def _labels(d, name):
+    with Client(d.sock) as c:
+        return dict(c.container(name).labels)
+
+
+def _task(d, name):
+    with Client(d.sock) as c:
+        try:
+            return c.task(name)
+        except ClientError:
+            return None
+
+
+def _status(d, name):
+    t = _task(d, name)
+    return t.status if t is not None else None
+
+
+def _until(cond, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_always_restarts_a_container_that_exits(daemon):
+    log = _run(daemon, "r-always", "always", "echo run; exit 0")
+    _until(lambda: _lines(log).count("run\n") >= 4, what="four runs")
+    assert int(_labels(daemon, "r-always")["containerd.io/restart.count"]) >= 3
+    assert "restarted default/r-always" in daemon.log_text()
+
+
+def test_on_failure_stops_after_n_restarts(daemon):
+    log = _run(daemon, "r-fail", "on-failure:2", "echo run; exit 3")
+    _until(lambda: _labels(daemon, "r-fail").get("containerd.io/restart.count") == "2", what="two restarts")
+    _until(lambda: _status(daemon, "r-fail") == STOPPED, what="the last run to end")
+    time.sleep(2.5)  # backoff and two periodic checks: no third restart
+    assert _lines(log) == ["run\n"] * 3
+    assert _labels(daemon, "r-fail")["containerd.io/restart.count"] == "2"
+    assert _task(daemon, "r-fail").exit_status == 3
+
+
+def test_on_failure_leaves_a_clean_exit_alone(daemon):
+    log = _run(daemon, "r-ok", "on-failure", "echo run; exit 0")
+    _until(lambda: _status(daemon, "r-ok") == STOPPED, what="the exit")
+    time.sleep(2.5)
+    assert _lines(log) == ["run\n"]
+    assert "containerd.io/restart.count" not in _labels(daemon, "r-ok")
+
+
+def test_explicit_stop_is_not_restarted(daemon):
+    log = _run(daemon, "r-stop", "always", "echo run; exec sleep 60")
+    _until(lambda: _lines(log) == ["run\n"], what="the first run")
+    with Client(daemon.sock) as c:
+        c.update_container_labels("r-stop", {"containerd.io/restart.status": "stopped"})
+        c.kill("r-stop", signal.SIGKILL)
+    _until(lambda: _status(daemon, "r-stop") == STOPPED, what="the kill")
+    time.sleep(2.5)
+    assert _task(daemon, "r-stop").status == STOPPED
+    assert _lines(log) == ["run\n"]
+
+
+def test_never_started_container_is_left_alone(daemon):
+    daemon.ctr("containers", "create", "--snapshotter", "overlayfs", "--runtime", RUNTIME,
+               "--label", "containerd.io/restart.policy=always", IMAGE, "r-created", "true")
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    time.sleep(2.5)
+    assert _task(daemon, "r-created") is None
+
+
+def test_policies_survive_a_daemon_sigkill(daemon):
+    """The task exits while the daemon is dead; the restarted daemon starts it again. A stopped
+    unless-stopped container stays stopped; a stopped `always` one is started (docker's rule
+    for a daemon restart)."""
+    log = _run(daemon, "r-surv", "always", "echo run; sleep 1; exit 1")
+    keep = _run(daemon, "r-kept", "unless-stopped", "echo run; exit 0", status="stopped")
+    back = _run(daemon, "r-back", "always", "echo run; exit 0", status="stopped")
+    _until(lambda: _lines(log) and _lines(keep) and _lines(back), what="the first runs")
+    daemon.stop(signal.SIGKILL)
+    time.sleep(2.5)  # r-surv exits with no daemon to hear it
+    n = len(_lines(log))
+    daemon.start()
+    _until(lambda: len(_lines(log)) > n, what="a run after the daemon came back")
+    _until(lambda: len(_lines(back)) >= 2, what="the stopped `always` container to run again")
+    assert _labels(daemon, "r-back")["containerd.io/restart.status"] == "running"
+    time.sleep(1.5)
+    assert _lines(keep) == ["run\n"]
