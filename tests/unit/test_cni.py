@@ -231,6 +231,8 @@ def test_hosts_and_resolv(root):
     text = etcfiles.hosts_text("h1", ["10.1.0.2"], ["web"], [("10.1.0.3", ["db", "db"])])
     assert text.startswith("127.0.0.1\tlocalhost\n")
     assert "10.1.0.2\th1 web\n" in text and "10.1.0.3\tdb\n" in text
+    evil = etcfiles.hosts_text("ok", ["10.1.0.2"], [], [("10.1.0.3", ["x\n1.2.3.4 bank", "y z"])])
+    assert "bank" not in evil and "10.1.0.3" not in evil
     src = os.path.join(root, "resolv.conf")
     with open(src, "w") as f:
         f.write("# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.org\noptions ndots:2\n")

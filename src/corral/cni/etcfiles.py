@@ -4,6 +4,7 @@ Updates write in place (same inode), so a running container sees them through it
 
 import ipaddress
 import os
+import re
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 # what docker falls back to when the host only has a resolver on its own loopback
@@ -28,14 +29,24 @@ def write(path, text):
         f.write(text)
 
 
+# a name that may go into a hosts file (no blanks or line breaks: one container must not be
+# able to add lines to another's hosts file through its hostname)
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _names(names):
+    return " ".join(dict.fromkeys(n for n in names if n and _HOST_NAME.match(n)))
+
+
 def hosts_text(hostname, own_ips=(), aliases=(), peers=()):
     """peers: [(ip, [names])] of other containers on the same user network."""
     lines = [_HOSTS_HEAD]
-    names = " ".join(dict.fromkeys(n for n in (hostname, *aliases) if n))
+    names = _names((hostname, *aliases))
     for ip in own_ips:
-        lines.append(f"{ip}\t{names}\n")
+        if names:
+            lines.append(f"{ip}\t{names}\n")
     for ip, peer_names in peers:
-        peer = " ".join(dict.fromkeys(n for n in peer_names if n))
+        peer = _names(peer_names)
         if peer:
             lines.append(f"{ip}\t{peer}\n")
     return "".join(lines)
