@@ -105,9 +105,16 @@ class Net:
                     step(self.root, cid)
                 except Exception:
                     pass
+            chains = set()
             for table, line in _iptables_rules():
                 if cid in line and line.startswith("-A "):
-                    subprocess.run(["iptables", "-w", "-t", table, "-D", *_split(line)[1:]], capture_output=True)
+                    args = _split(line)
+                    subprocess.run(["iptables", "-w", "-t", table, "-D", *args[1:]], capture_output=True)
+                    if args[1] in ("POSTROUTING", "CNI-HOSTPORT-DNAT") and args[-1].startswith("CNI-"):
+                        chains.add((table, args[-1]))
+            for table, chain in chains:
+                subprocess.run(["iptables", "-w", "-t", table, "-F", chain], capture_output=True)
+                subprocess.run(["iptables", "-w", "-t", table, "-X", chain], capture_output=True)
         for name in self.networks:
             try:
                 conflist.remove(self.root, name)
@@ -245,6 +252,15 @@ def test_hook_is_idempotent_and_tolerant(net):
     res = run_hook("createRuntime")
     assert res.returncode == 0, res.stderr
     assert net.ip(cid, "cnit-i") == ip and len(cache.entries(net.root, cid)) == 1
+    attach.check(net.root, cid)
+    # CHECK notices an address gone from the container's interface
+    subprocess.run(["nsenter", f"--net={netns.path_of(net.root, cid)}", "ip", "addr", "flush", "dev", "eth0"],
+                   check=True)
+    with pytest.raises(plugins.PluginError, match="CHECK on network cnit-i failed"):
+        attach.check(net.root, cid)
+    # (the bridge plugin finds the NAT rules to delete from the interface's addresses)
+    subprocess.run(["nsenter", f"--net={netns.path_of(net.root, cid)}", "ip", "addr", "add", f"{ip}/24",
+                    "dev", "eth0"], check=True)
     assert run_hook("poststop").returncode == 0
     assert run_hook("poststop").returncode == 0  # already detached: nothing to do
     net.assert_released(cid, "cnit-i", ip)

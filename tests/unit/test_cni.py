@@ -282,3 +282,22 @@ def test_spec_apply_modes(root):
         with pytest.raises(ValueError, match=words):
             cnispec.apply(default_spec(args=["true"]), data_root=root, namespace="ns1", container_id="f" * 64,
                           networks=networks, ports=ports_, hostname="x")
+
+
+def test_system_conflists(root, monkeypatch):
+    sysdir = os.path.join(root, "etc-cni")
+    os.makedirs(sysdir)
+    with open(os.path.join(sysdir, "10-sys.conflist"), "w") as f:
+        json.dump({"cniVersion": "0.4.0", "name": "sysnet", "plugins": [{"type": "bridge", "bridge": "sys0"}]}, f)
+    with open(os.path.join(sysdir, "20-single.conf"), "w") as f:
+        json.dump({"cniVersion": "1.0.0", "name": "single", "type": "ptp"}, f)
+    with open(os.path.join(sysdir, "30-broken.conflist"), "w") as f:
+        f.write("{")
+    monkeypatch.setattr(conflist, "SYSTEM_DIRS", (sysdir,))
+    names = [c["name"] for c, _ in conflist.list_all(root)]
+    assert names == ["bridge", "sysnet", "single"]  # corral's first; a broken file is skipped
+    assert conflist.find(root, "single")["plugins"] == [{"type": "ptp"}]
+    with pytest.raises(NetworkError, match="is not corral's"):
+        conflist.remove(root, "sysnet")
+    with pytest.raises(NetworkError, match="already exists"):
+        conflist.create(root, "sysnet", subnet="10.79.9.0/24")
