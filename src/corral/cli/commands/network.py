@@ -2,6 +2,7 @@
 <data-root>/networks, and those in /etc/cni/net.d), plus the built-in `host` and `none`."""
 
 import json
+import sys
 
 from corral.cli.errors import CLIError
 
@@ -33,12 +34,15 @@ def _errors():
     return NetworkError
 
 
+def _networks(env, with_client=False):
+    from corral.cni.api import Networks
+    return Networks(env.client() if with_client else None, data_root=env.data_root)
+
+
 def _ls(opts, env):
-    from corral.cni import conflist
     rows = [("NETWORK ID", "NAME", "DRIVER", "SUBNET")]
-    for conf, _ in conflist.list_all(env.data_root):
-        rows.append((_id(conf)[:12], conf["name"], _driver(conf),
-                     ",".join(str(s) for s in conflist.subnets(conf))))
+    for net in _networks(env).list():
+        rows.append((net.id[:12], net.name, net.driver, ",".join(net.subnets)))
     rows += [("", "host", "host", ""), ("", "none", "null", "")]
     if opts.quiet:
         for r in rows[1:]:
@@ -50,17 +54,7 @@ def _ls(opts, env):
     return 0
 
 
-def _id(conf):
-    import hashlib
-    return (conf.get("corral") or {}).get("id") or hashlib.sha256(conf["name"].encode()).hexdigest()
-
-
-def _driver(conf):
-    return conf["plugins"][0]["type"]
-
-
 def _create(opts, env):
-    from corral.cni import conflist
     labels = {}
     for item in opts.label:
         k, eq, v = item.partition("=")
@@ -68,79 +62,40 @@ def _create(opts, env):
             raise CLIError(f"invalid label {item!r}: want KEY=VALUE")
         labels[k] = v
     try:
-        conf = conflist.create(env.data_root, opts.name, subnet=opts.subnet, gateway=opts.gateway,
-                               driver=opts.driver, labels=labels)
+        net = _networks(env).create(opts.name, subnet=opts.subnet, gateway=opts.gateway, driver=opts.driver,
+                                    labels=labels)
     except _errors() as e:
         raise CLIError(str(e)) from None
-    print(_id(conf))
+    print(net.id)
     return 0
 
 
-def _users(env, name):
-    """Names (or ids) of containers whose record says they use network `name`."""
-    from corral.cni import cache
-    try:
-        records = env.client().list_containers()
-    except Exception as e:
-        raise CLIError(f"cannot check whether network {name} is in use: corrald did not answer "
-                       f"({getattr(e, 'message', e)})") from None
-    users = []
-    for c in records:
-        try:
-            nets = json.loads(c.labels.get("corral/networks") or "[]")
-        except ValueError:
-            nets = []
-        if name in nets:
-            users.append(c.labels.get("corral/name") or c.id[:12])
-    attached = {e["containerId"] for e in cache.entries(env.data_root) if e.get("networkName") == name}
-    known = {c.id for c in records}
-    users += [cid[:12] for cid in sorted(attached - known)]
-    return users
-
-
 def _rm(opts, env):
-    from corral.cni import conflist
+    from corral.client import ClientError
+    nets = _networks(env, with_client=True)
     status = 0
     for name in opts.names:
         try:
-            if name in conflist.PSEUDO_NETWORKS or name == conflist.DEFAULT_NETWORK:
-                raise CLIError(f"network {name} is built in and cannot be removed")
-            conflist.find(env.data_root, name)
-            users = _users(env, name)
-            if users:
-                raise CLIError(f"network {name} is in use by container(s) {', '.join(users)}; remove them first")
-            conflist.remove(env.data_root, name)
+            nets.remove(name)
             print(name)
-        except (CLIError, _errors()) as e:
+        except (_errors(), ClientError) as e:
+            msg = str(e)
+            if isinstance(e, ClientError):
+                msg = f"cannot check whether network {name} is in use: corrald did not answer ({e.message})"
             if len(opts.names) == 1:
-                raise CLIError(str(e)) from None
-            import sys
-            print(f"corral: {e}", file=sys.stderr)
+                raise CLIError(msg) from None
+            print(f"corral: {msg}", file=sys.stderr)
             status = 1
     return status
 
 
 def _inspect(opts, env):
-    from corral.cni import cache, conflist, plugins
+    nets = _networks(env)
     out = []
     for name in opts.names:
         try:
-            conf = conflist.find(env.data_root, name)
+            out.append(nets.get(name).attrs())
         except _errors() as e:
             raise CLIError(str(e)) from None
-        meta = conf.get("corral") or {}
-        ipam, ipam_type = [], ""
-        for p in conf["plugins"]:
-            ipam_type = ipam_type or (p.get("ipam") or {}).get("type", "")
-            for rs in (p.get("ipam") or {}).get("ranges") or []:
-                ipam += [{"Subnet": r.get("subnet"), "Gateway": r.get("gateway")} for r in rs]
-        containers = {}
-        for e in cache.entries(env.data_root):
-            if e.get("networkName") == name and e.get("result"):
-                containers[e["containerId"]] = {"Name": e.get("name") or "", "Interface": e["ifName"],
-                                                "IPv4Address": ",".join(plugins.ips(e["result"]))}
-        out.append({"Name": conf["name"], "Id": _id(conf), "Created": meta.get("created", ""),
-                    "Driver": _driver(conf), "IPAM": {"Driver": ipam_type, "Config": ipam},
-                    "Labels": meta.get("labels") or {}, "Containers": containers, "CNI": conf})
     print(json.dumps(out, indent=2))
     return 0
