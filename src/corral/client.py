@@ -115,6 +115,11 @@ class Client(ImageTransfers):
         from corral.containers.api import Containers
         return Containers(self)
 
+    @property
+    def networks(self):
+        from corral.cni.api import Networks
+        return Networks(self)
+
     # -- images
 
     def list_images(self, *filters):
