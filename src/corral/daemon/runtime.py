@@ -73,6 +73,32 @@ class Shim:
         return response_cls.FromString(data)
 
 
+def call_all(shims, method, requests, response_cls, timeout=CALL_TIMEOUT):
+    """The same call to many shims at once: [(shim, response or the error it raised)]."""
+    if not shims:
+        return []
+    first = shims[0].client
+    if hasattr(first, "call_many"):
+        answers = first.call_many([s.client for s in shims[1:]], SHIM_SERVICE, method,
+                                  [r.SerializeToString() for r in requests], timeout)
+    else:
+        answers = []
+        for shim, pending in [(s, s.start(method, r, timeout)) for s, r in zip(shims, requests)]:
+            try:
+                answers.append(shim.client.finish(pending))
+            except Exception as e:
+                answers.append(e)
+    out = []
+    for shim, answer in zip(shims, answers):
+        if isinstance(answer, BaseException):
+            if isinstance(answer, Unavailable) and _is_gone(answer) and shim.on_gone is not None:
+                shim.on_gone(shim)
+            out.append((shim, answer))
+        else:
+            out.append((shim, response_cls.FromString(answer)))
+    return out
+
+
 class RuntimeV2:
     def __init__(self, root, state, grpc_address, ttrpc_address, connector, publish=None,
                  start_timeout=START_TIMEOUT, load_timeout=LOAD_TIMEOUT):
@@ -369,4 +395,4 @@ def _read(path):
         return ""
 
 
-__all__ = ["RuntimeV2", "Shim", "shim_binary"]
+__all__ = ["RuntimeV2", "Shim", "call_all", "shim_binary"]

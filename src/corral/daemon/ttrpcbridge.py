@@ -128,6 +128,31 @@ class SyncClient:
     def call(self, service, method, data, timeout):
         return self.finish(self.start(service, method, data, timeout))
 
+    def call_many(self, others, service, method, datas, timeout):
+        """The same call to this client and `others` (clients on the same loop), concurrently,
+        with one hand-off to the loop thread rather than one per client (a `tasks ls` over 100
+        shims paid that hand-off 100 times): a list of answers (bytes) or errors, in order."""
+        clients = [self] + list(others)
+
+        async def all_calls():
+            return await asyncio.gather(*(c._client.call(service, method, _Raw(d), _RawResponse, timeout=timeout,
+                                                         metadata=c.metadata)
+                                          for c, d in zip(clients, datas)), return_exceptions=True)
+        try:
+            results = self._loop.run(all_calls(), timeout + 2)
+        except TimeoutError:
+            return [errors.Unavailable(f"shim {method}: no answer in {timeout}s")] * len(clients)
+        out = []
+        for r in results:
+            if isinstance(r, self._closed_error):
+                r = ShimGone(f"shim {method}: {r}")
+            elif isinstance(r, self._error):
+                r = _map_error(r, f"shim {method}")
+            elif isinstance(r, (asyncio.TimeoutError, TimeoutError)):
+                r = errors.Unavailable(f"shim {method}: no answer in {timeout}s")
+            out.append(r)
+        return out
+
     def close(self):
         self._expect_close = True
         try:

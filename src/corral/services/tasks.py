@@ -13,6 +13,7 @@ from corral.api.containerd.types import metrics_pb2, task_pb2
 from . import filters
 from .errors import InvalidArgument, NotFound, Unimplemented
 from .grpcutil import namespace, rpc, ts
+from corral.daemon.runtime import call_all
 
 WAIT_FOREVER = None
 
@@ -53,12 +54,12 @@ class Tasks:
     def list(self, ns, filter_string=""):
         match = filters.parse([filter_string] if filter_string else [])
         out = []
-        pending = [(shim, shim.start("State", shim_pb2.StateRequest(id=shim.id))) for shim in self.runtime.list(ns)]
-        for shim, call in pending:
-            try:
-                p = _process(shim.id, shim.finish(call, shim_pb2.StateResponse))
-            except Exception:
+        shims = self.runtime.list(ns)
+        for shim, answer in call_all(shims, "State", [shim_pb2.StateRequest(id=s.id) for s in shims],
+                                     shim_pb2.StateResponse):
+            if isinstance(answer, BaseException):
                 continue  # a shim that went away between list and state
+            p = _process(shim.id, answer)
             status = task_pb2.Status.Name(p.status).lower()
             if match(filters.getter({"id": p.container_id, "container_id": p.container_id, "status": status,
                                      "pid": p.pid})):
