@@ -225,3 +225,28 @@ def test_released_after_daemon_killed(networks):
         for n in glob.glob(os.path.join(d.root, "networks", "net-*.conflist")):
             Runner(d)("network", "rm", os.path.basename(n)[:-len(".conflist")], check=False)
         d.cleanup()
+
+
+def test_client_api_networks(corral, corrald, cleanup):
+    from corral.client import Client
+    from corral.cni.api import Networks
+    from corral.cni.errors import NetworkError
+    with Client(corrald.sock) as client:
+        assert isinstance(client.networks, Networks)
+        nets = Networks(client, data_root=corrald.root)
+        name = uname("api")
+        net = nets.create(name, subnet="10.94.11.0/24", labels={"team": "ops"})
+        try:
+            assert nets.get(name).subnets == ["10.94.11.0/24"] and net.labels == {"team": "ops"}
+            assert name in [n.name for n in nets.list()]
+            c = uname("c")
+            cleanup.append(c)
+            corral("run", "-d", "--name", c, "--network", name, "busybox", "sleep", "60")
+            assert list(nets.get(name).containers.values())[0]["Name"] == c
+            with pytest.raises(NetworkError, match=f"in use by container.s. {c}"):
+                nets.remove(name)
+            corral("rm", "-f", c)
+        finally:
+            nets.remove(name)
+        with pytest.raises(NetworkError, match="not found"):
+            nets.get(name)
