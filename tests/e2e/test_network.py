@@ -250,3 +250,24 @@ def test_client_api_networks(corral, corrald, cleanup):
             nets.remove(name)
         with pytest.raises(NetworkError, match="not found"):
             nets.get(name)
+
+
+def test_failing_plugin_fails_run_and_leaves_nothing(corral, corrald, networks):
+    from corral.cni import cache, conflist
+    net = uname("net")
+    networks.append(net)
+    corral("network", "create", net, "--subnet", "10.94.12.0/24")
+    path = conflist.path_of(corrald.root, net)
+    with open(path) as f:
+        conf = json.load(f)
+    conf["plugins"].insert(1, {"type": "no-such-plugin"})
+    with open(path, "w") as f:
+        json.dump(conf, f)
+    before = leftovers(corrald)
+    res = corral("run", "--rm", "--network", net, "busybox", "true", check=False)
+    assert res.returncode != 0, res.stderr  # (corral run maps any task-create failure to 127 today)
+    assert len(res.stderr.strip().splitlines()) == 1 and "CNI plugin 'no-such-plugin' not found" in res.stderr
+    assert leftovers(corrald) == before
+    assert [e for e in cache.entries(corrald.root) if e["networkName"] == net] == []
+    ipam = os.path.join(corrald.root, "cni", "networks", net)
+    assert [f for f in (os.listdir(ipam) if os.path.isdir(ipam) else []) if f.startswith("10.")] == []
