@@ -288,3 +288,22 @@ def test_default_bridge(net):
     net.remove(cid)
     net.assert_released(cid, "bridge", ip, veth)
     assert ip not in os.listdir("/var/lib/cni/networks/bridge")
+
+
+def test_concurrent_containers_get_distinct_addresses(net):
+    from concurrent.futures import ThreadPoolExecutor
+    net.network("cnit-c", "10.93.5.0/24")
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda i: net.create(["cnit-c"], hostname=f"h{i}", name=f"c{i}"), range(4)))
+    for cid, res in made:
+        assert res.returncode == 0, res.stderr
+    ips = [net.ip(cid, "cnit-c") for cid, _ in made]
+    assert len(set(ips)) == 4
+    # every hosts file ends up knowing all four (peers are rewritten as others arrive)
+    for cid, _ in made:
+        hosts = net.exec(cid, "cat", "/etc/hosts").stdout
+        assert all(ip in hosts for ip in ips), hosts
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda m: net.remove(m[0]), made))
+    for (cid, _), ip in zip(made, ips):
+        net.assert_released(cid, "cnit-c", ip)
