@@ -83,6 +83,9 @@ def main(argv=None):
     except (ValueError, OSError) as e:  # NetworkError is a ValueError
         sys.stderr.write(f"corral-oci-hook: {e}\n")
         return 1
+    except Exception as e:  # a bug: still one line for the runtime's error message
+        sys.stderr.write(f"corral-oci-hook: internal error: {type(e).__name__}: {e}\n")
+        return 1
     return 0
 
 
