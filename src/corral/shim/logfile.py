@@ -13,16 +13,17 @@ buffer is full. A line longer than 16 KiB is split as docker does: the pieces be
 carry no trailing newline (partial entries), and the reader joins them.
 """
 
-import json
 import os
 import select
 import threading
 import time
+from json.encoder import encode_basestring as _json_string  # C-accelerated, non-ASCII kept as is
 from urllib.parse import parse_qsl, urlparse
 
 SCHEME = "jsonfile://"
 MAX_LINE = 16 * 1024      # docker's split size for one log entry
 PIPE_SIZE = 256 * 1024    # room for a burst while the disk is slow
+READ_SIZE = 256 * 1024
 
 
 class LogURIError(ValueError):
@@ -59,17 +60,31 @@ def parse_uri(uri):
     return u.path, max_size, max_file
 
 
+_second = (None, "")  # the last whole second formatted (one tuple: threads read it whole)
+
+
 def timestamp(ns=None):
     """RFC3339 with nanoseconds, UTC."""
+    global _second
     ns = time.time_ns() if ns is None else ns
     sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{cached[1]}.{frac:09d}Z"
 
 
 def encode(text, stream, ns=None):
-    """One json-file line (bytes, with its newline)."""
-    return (json.dumps({"log": text, "stream": stream, "time": timestamp(ns)}, ensure_ascii=False)
-            + "\n").encode("utf-8", "surrogateescape")
+    """One json-file line (bytes, with its newline): {"log":...,"stream":...,"time":...}."""
+    return _encode(text, f',"stream":"{stream}","time":"{timestamp(ns)}"}}\n')
+
+
+def _encode(text, suffix):
+    return ('{"log":' + _json_string(text) + suffix).encode("utf-8", "surrogateescape")
+
+
+def _join(batch):
+    return "".join(batch).encode("utf-8", "surrogateescape") if isinstance(batch[0], str) else b"".join(batch)
 
 
 class LogFile:
@@ -84,9 +99,25 @@ class LogFile:
     def _open(self):
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
-    def write(self, data):
-        if self.max_size and self.size and self.size + len(data) > self.max_size:
-            self.rotate()
+    def write(self, entries):
+        """Append encoded entries (bytes, or ASCII-only str), rotating before one that would
+        pass max-size; one write per run of entries that fit."""
+        if not self.max_size:
+            self._write(_join(entries))
+            return
+        batch, size = [], 0
+        for e in entries:
+            if self.size + size + len(e) > self.max_size and self.size + size:
+                if batch:
+                    self._write(_join(batch))
+                batch, size = [], 0
+                self.rotate()
+            batch.append(e)
+            size += len(e)
+        if batch:
+            self._write(_join(batch))
+
+    def _write(self, data):
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
@@ -122,25 +153,33 @@ class LineSplitter:
         self.buf = b""
 
     def feed(self, data):
-        buf = self.buf + data
+        """The texts of the entries the data completes: whole lines with their newline, and
+        16 KiB pieces of longer ones (without). Returns (texts, ascii)."""
+        buf = self.buf + data if self.buf else data
+        last = buf.rfind(b"\n")
         out = []
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start, start + MAX_LINE)
-            if nl >= 0:
-                out.append(buf[start:nl + 1])
-                start = nl + 1
-            elif len(buf) - start >= MAX_LINE:
-                out.append(buf[start:start + MAX_LINE])
-                start += MAX_LINE
+        ascii = buf.isascii()
+        if last >= 0:
+            # decoded in one go: a newline never falls inside a UTF-8 sequence
+            lines = buf[:last].decode("utf-8", "replace").split("\n")
+            if last >= MAX_LINE:  # some line may be too long (counted in characters here)
+                for line in lines:
+                    while len(line) > MAX_LINE:
+                        out.append(line[:MAX_LINE])
+                        line = line[MAX_LINE:]
+                    out.append(line + "\n")
             else:
-                break
-        self.buf = buf[start:]
-        return out
+                out = [line + "\n" for line in lines]
+            buf = buf[last + 1:]
+        while len(buf) >= MAX_LINE:
+            out.append(buf[:MAX_LINE].decode("utf-8", "replace"))
+            buf = buf[MAX_LINE:]
+        self.buf = buf
+        return out, ascii
 
     def flush(self):
         rest, self.buf = self.buf, b""
-        return [rest] if rest else []
+        return ([rest.decode("utf-8", "replace")] if rest else []), rest.isascii()
 
 
 class LogWriter:
@@ -180,14 +219,19 @@ class LogWriter:
             if not self.finished:
                 os.write(self._stop_w, b"x")
 
-    def _emit(self, splitter, chunks):
-        for chunk in chunks:
-            if self.error is not None:
-                return  # a full or failing disk: the output is dropped, the container goes on
-            try:
-                self.file.write(encode(chunk.decode("utf-8", "replace"), splitter.stream))
-            except OSError as e:
-                self.error = e
+    def _emit(self, splitter, result):
+        texts, ascii = result
+        if self.error is not None or not texts:
+            return  # after a full or failing disk the output is dropped; the container goes on
+        # one time for what one read brought: the lines arrived together
+        suffix = f',"stream":"{splitter.stream}","time":"{timestamp()}"}}\n'
+        entries = ['{"log":' + _json_string(t) + suffix for t in texts]
+        if not ascii:  # sizes for rotation are in bytes
+            entries = [e.encode("utf-8", "surrogateescape") for e in entries]
+        try:
+            self.file.write(entries)
+        except OSError as e:
+            self.error = e
 
     def discard(self):
         """Close everything when the writer was never started."""
@@ -220,7 +264,7 @@ class LogWriter:
                             os.set_blocking(r, False)
                         continue
                     try:
-                        data = os.read(fd, 65536)
+                        data = os.read(fd, READ_SIZE)
                     except BlockingIOError:
                         continue
                     splitter = self.readers[fd]
