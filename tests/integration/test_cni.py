@@ -307,3 +307,32 @@ def test_concurrent_containers_get_distinct_addresses(net):
         list(pool.map(lambda m: net.remove(m[0]), made))
     for (cid, _), ip in zip(made, ips):
         net.assert_released(cid, "cnit-c", ip)
+
+
+def test_setup_replaces_attachments_of_an_earlier_namespace(net):
+    """createRuntime for a container id whose earlier namespace was never detached (no
+    poststop ran): the old attachment is released first, the new namespace gets its own."""
+    net.network("cnit-s", "10.93.6.0/24")
+    procs = [subprocess.Popen(["unshare", "-n", "sleep", "60"]) for _ in range(2)]
+    cid = uuid.uuid4().hex * 2
+    net.ids.append(cid)
+    try:
+        time.sleep(0.2)
+        c = attach.Container(id=cid, namespace=NS, networks=["cnit-s"])
+        first = attach.setup(net.root, c, procs[0].pid)[0]
+        ip1 = plugins.ips(first["result"])[0]
+        procs[0].kill()
+        second = attach.setup(net.root, c, procs[1].pid)[0]
+        ip2 = plugins.ips(second["result"])[0]
+        assert [f for f in net.ipam_files("cnit-s") if f.startswith("10.")] == [ip2]
+        assert not [r for r in _iptables_rules() if f"{ip1}/32" in r[1]]
+        assert netns.same_namespace(netns.path_of(net.root, cid), f"/proc/{procs[1].pid}/ns/net")
+        out = subprocess.run(["nsenter", "-t", str(procs[1].pid), "-n", "ip", "-4", "-o", "addr"],
+                             capture_output=True, text=True).stdout
+        assert f"{ip2}/24" in out
+        attach.teardown(net.root, cid, ["cnit-s"])
+        net.assert_released(cid, "cnit-s", ip2)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

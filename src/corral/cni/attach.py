@@ -56,6 +56,13 @@ def loopback_only(pid):
 def setup(data_root, c, pid):
     """Attach container `c` (its init is `pid`) to its networks; the cache entries."""
     with _Lock(data_root):
+        old = netns.path_of(data_root, c.id)
+        if netns.is_pinned(old) and not netns.same_namespace(old, f"/proc/{pid}/ns/net"):
+            # attachments of an earlier namespace of this container that no poststop undid:
+            # DEL them while their namespace is still pinned
+            for entry in cache.entries(data_root, c.id):
+                _detach_one(data_root, entry, tolerant=True)
+            netns.unpin(data_root, c.id)
         path = netns.pin(data_root, c.id, pid)
         done = []
         try:
@@ -75,15 +82,17 @@ def setup(data_root, c, pid):
 
 
 def _attach_one(data_root, c, path, name, ifname, mappings):
+    inode = os.stat(path).st_ino
     entry = cache.load(data_root, name, c.id, ifname)
-    if entry and entry.get("result") and entry.get("netns") == path:
-        return entry  # already attached to this pinned namespace (a repeated hook)
-    if entry:
-        _detach_one(data_root, entry, tolerant=True)
+    if entry and entry.get("result") and entry.get("netnsInode") == inode:
+        return entry  # already attached to this very namespace (a repeated hook)
+    if entry:  # left from an earlier namespace of this container: release what lives outside it
+        _detach_one(data_root, dict(entry, netns=""), tolerant=True)
     conf = conflist.find(data_root, name)
     rt = plugins.RuntimeConf(c.id, path, ifname, args=[("IgnoreUnknown", "1")],
                              capability_args={"portMappings": mappings} if mappings else {})
     entry = {"kind": cache.KIND, "containerId": c.id, "networkName": name, "ifName": ifname, "netns": path,
+             "netnsInode": inode,
              "namespace": c.namespace, "name": c.name, "hostname": c.hostname, "config": conf,
              "cniArgs": rt.args, "capabilityArgs": rt.capability_args, "result": None}
     cache.save(data_root, entry)  # before ADD: a half-done ADD is undone from this entry
