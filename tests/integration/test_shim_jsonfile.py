@@ -3,6 +3,7 @@ with --log-uri jsonfile://...; file:// still works beside it."""
 
 import json
 import os
+import select
 import time
 
 import pytest
@@ -106,3 +107,41 @@ def test_file_uri_still_plain_text(daemon):
     _run(daemon, "jf-plain", f"file://{path}", "sh", "-c", "echo plain")
     with open(path) as f:
         assert f.read() == "plain\n"
+
+
+def test_a_stalled_log_destination_stalls_only_that_container(daemon):
+    """The log file stands for a disk that stops taking writes (a FIFO nobody reads): the
+    container blocks once the pipe is full, the shim still answers at once, and when the
+    destination drains every line arrives."""
+    from corral.client import Client
+    path = os.path.join(daemon.dir, "slow-json.log")
+    os.mkfifo(path)
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    name = "jf-slow"
+    n = 200000  # 1 MB: far more than the pipe and the FIFO hold
+    try:
+        daemon.ctr("run", "-d", "--snapshotter", "overlayfs", "--runtime", RUNTIME, "--log-uri",
+                   f"jsonfile://{path}", IMAGE, name, "sh", "-c", f"yes line | head -n {n}; echo done")
+        time.sleep(1.5)
+        with Client(daemon.sock) as c:
+            for _ in range(5):
+                t0 = time.monotonic()
+                assert c.task(name).status == 2  # still RUNNING: stalled on its full pipe
+                assert time.monotonic() - t0 < 1.0
+        data = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(r, 1 << 20)
+            except BlockingIOError:
+                select.select([r], [], [], 1)
+                continue
+            if not chunk:
+                break  # the writer closed the file: everything is written
+            data += chunk
+    finally:
+        os.close(r)
+        daemon.ctr("tasks", "rm", "-f", name, check=False)
+        daemon.ctr("containers", "rm", name, check=False)
+    logs = [json.loads(x)["log"] for x in data.decode().splitlines()]
+    assert logs == ["line\n"] * n + ["done\n"]
