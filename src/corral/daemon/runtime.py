@@ -13,10 +13,10 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 
 from corral.api.containerd.runtime.v2.task import shim_pb2
 from corral.api.containerd.events import task_pb2 as task_events
+from corral.daemon.shimlogs import ShimLogs
 from corral.services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger("corrald")
@@ -115,6 +115,7 @@ class RuntimeV2:
         self.publish = publish or (lambda ns, topic, msg: None)
         self.lock = threading.Lock()
         self.shims = {}  # (ns, id) -> Shim
+        self.shim_logs = ShimLogs()
         self.creating = set()
 
     # -- bundles
@@ -136,6 +137,7 @@ class RuntimeV2:
 
     def _remove_bundle(self, ns, cid):
         bundle = self._bundle(ns, cid)
+        self.shim_logs.remove(bundle)
         rootfs = os.path.join(bundle, "rootfs")
         if os.path.ismount(rootfs):
             subprocess.run(["umount", "-l", rootfs], capture_output=True)
@@ -144,37 +146,7 @@ class RuntimeV2:
 
     def _shim_log(self, bundle, cid):
         """The shim writes its log to the fifo "log" in the bundle; copy it into ours."""
-        path = os.path.join(bundle, "log")
-        if not os.path.exists(path):
-            os.mkfifo(path, 0o600)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-
-        def pump():
-            import select
-            buf = b""
-            try:
-                while True:
-                    r, _, _ = select.select([fd], [], [], 5)
-                    if not r:
-                        if not os.path.exists(bundle):
-                            return
-                        continue
-                    data = os.read(fd, 65536)
-                    if not data:
-                        # no writer at the moment: wait and see if the bundle still exists
-                        time.sleep(0.5)
-                        if not os.path.exists(bundle):
-                            return
-                        continue
-                    buf += data
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        log.debug("shim %s: %s", cid, line.decode(errors="replace"))
-            except OSError:
-                return
-            finally:
-                os.close(fd)
-        threading.Thread(target=pump, name=f"shimlog-{cid}", daemon=True).start()
+        self.shim_logs.add(bundle, cid)
 
     # -- shim processes
 
@@ -375,6 +347,7 @@ class RuntimeV2:
                 fn()
             except Exception as e:
                 log.warning("runtime close: %s", e)
+        self.shim_logs.close()
 
 
 def _is_gone(e):
