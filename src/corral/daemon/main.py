@@ -91,18 +91,19 @@ def main(argv=None):
 
     from .server import Daemon, StartError
     daemon = Daemon(cfg)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    import threading
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         daemon.start()
     except (StartError, RuntimeError, OSError) as e:
         log.error("cannot start: %s", e)
         daemon.stop(0)
         return 1
-    while not stop:
-        # signal handlers run in the main thread between these short sleeps
-        time.sleep(0.2)
+    # a signal interrupts the wait and its handler sets the event: no periodic wake-ups when idle
+    while not stop.wait(60):
+        pass
     log.info("shutting down (running containers are left running)")
     daemon.stop()
     return 0
