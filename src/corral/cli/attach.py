@@ -31,7 +31,7 @@ def run_attached(c, stdin=False, tty=False, remove=False):
         return _follow(c, io, stdin, tty, lambda: c.client.close_stdin(c.id),
                        lambda sig: c.client.kill(c.id, sig),
                        lambda w, h: c.client.resize_pty(c.id, w, h),
-                       lambda: c.wait())
+                       lambda: wait_exit(c.client, c.id, "", c.client.wait_task_future(c.id)))
     finally:
         io.finish()
         io.close()
@@ -74,6 +74,21 @@ def _follow(c, io, stdin, tty, close_stdin, kill, resize, wait):
             signal.signal(s, h)
 
 
+def wait_exit(client, cid, exec_id, fut):
+    """The exit status from the Wait call `fut`; while it is pending, the process's state is
+    also checked every second, so an exit whose Wait answer never comes is still seen."""
+    import grpc
+    from corral.api.containerd.types import task_pb2
+    while True:
+        try:
+            return fut.result(timeout=1.0).exit_status
+        except grpc.FutureTimeoutError:
+            p = client.task(cid, exec_id)
+            if p.status == task_pb2.STOPPED:
+                fut.cancel()
+                return p.exit_status
+
+
 def _safe(fn, *a):
     try:
         fn(*a)
@@ -95,7 +110,7 @@ def exec_attached(c, exec_id_holder, io, stdin, tty, start):
         return _follow(c, io, stdin, tty, lambda: client.close_stdin(c.id, exec_id),
                        lambda sig: client.kill(c.id, sig, exec_id=exec_id),
                        lambda w, h: client.resize_pty(c.id, w, h, exec_id=exec_id),
-                       lambda: fut.result().exit_status)
+                       lambda: wait_exit(client, c.id, exec_id, fut))
     finally:
         io.finish()
         try:

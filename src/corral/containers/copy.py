@@ -51,16 +51,27 @@ def container_root(container):
 
 
 def _split(path):
+    """(parent, last component); a last component of "." or ".." is folded into the parent
+    (resolved inside the root), never used relative to a directory fd, where ".." of the
+    root would lead out of it."""
     path = path.rstrip("/") or "/"
     parent, name = os.path.split(path)
+    if name in (".", ".."):
+        return path, ""
     return parent or "/", name
 
 
 def copy_out(root_fd, src, dest):
     """Container path `src` -> host path `dest` (docker's rules: into dest if it is a dir)."""
+    parent, last = _split(src)
     try:
-        fd = open_in_root(root_fd, src)
-    except FileNotFoundError:
+        pfd = open_in_root(root_fd, parent)
+        try:
+            # a symlink named by the source is copied as the link (docker's rule)
+            fd = os.open(last, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd) if last else os.dup(pfd)
+        finally:
+            os.close(pfd)
+    except (FileNotFoundError, NotADirectoryError):
         raise CopyError(f"no such file or directory in the container: {src}") from None
     try:
         st = os.fstat(fd)
@@ -112,7 +123,8 @@ def copy_in(root_fd, src, dest):
     """Host path `src` -> container path `dest`."""
     if not os.path.lexists(src):
         raise CopyError(f"no such file or directory on the host: {src}")
-    name = os.path.basename(src.rstrip("/")) or "root"
+    src = os.path.abspath(src)
+    name = os.path.basename(src) or "root"
     try:
         dfd = open_in_root(root_fd, dest)
         if stat.S_ISDIR(os.fstat(dfd).st_mode):
@@ -124,6 +136,8 @@ def copy_in(root_fd, src, dest):
         dfd = None
     if dfd is None:
         parent, name = _split(dest)
+        if not name:
+            raise CopyError(f"no such directory in the container: {dest}")
         try:
             parent_fd = open_in_root(root_fd, parent)
         except FileNotFoundError:
