@@ -124,6 +124,9 @@ class RestartMonitor:
             env = self.sub.get(max(0.0, min(wake - now, 0.5)))
             if self.stopping.is_set():
                 return
+            if self.sub.dropped:  # we fell behind and the exchange let us go: catch up by a check
+                self.sub = self.exchange.subscribe(['topic=="/tasks/exit"'])
+                next_check = time.monotonic()
             if env is not None:
                 self._on_exit(env)
             now = time.monotonic()

@@ -1,0 +1,66 @@
+"""The restart monitor's decision: policy parsing and when a container is (re)started, on real
+task Process messages."""
+
+import pytest
+
+from corral.api.containerd.types import task_pb2
+from corral.daemon import restart as R
+
+
+def task(status, exit_status=0):
+    return task_pb2.Process(id="c", status=status, exit_status=exit_status)
+
+
+def labels(policy, status="running", count=None):
+    out = {R.POLICY: policy}
+    if status is not None:
+        out[R.STATUS] = status
+    if count is not None:
+        out[R.COUNT] = str(count)
+    return out
+
+
+def test_parse_policy():
+    assert R.parse_policy("") is None and R.parse_policy("no") is None
+    assert R.parse_policy("always") == ("always", 0)
+    assert R.parse_policy("unless-stopped") == ("unless-stopped", 0)
+    assert R.parse_policy("on-failure") == ("on-failure", 0)
+    assert R.parse_policy("on-failure:5") == ("on-failure", 5)
+    for bad in ("sometimes", "always:3", "on-failure:x", "on-failure:-1"):
+        with pytest.raises(ValueError):
+            R.parse_policy(bad)
+
+
+def test_exited_tasks():
+    stopped_ok, stopped_bad = task(R._STOPPED, 0), task(R._STOPPED, 2)
+    assert R.wants_restart(labels("always"), stopped_ok)
+    assert R.wants_restart(labels("unless-stopped"), stopped_ok)
+    assert not R.wants_restart(labels("on-failure"), stopped_ok)
+    assert R.wants_restart(labels("on-failure"), stopped_bad)
+    assert R.wants_restart(labels("on-failure:2", count=1), stopped_bad)
+    assert not R.wants_restart(labels("on-failure:2", count=2), stopped_bad)
+    assert not R.wants_restart(labels("no"), stopped_bad)
+    assert not R.wants_restart(labels("bogus"), stopped_bad)
+    assert not R.wants_restart({}, stopped_bad)
+
+
+def test_running_or_starting_tasks_are_left_alone():
+    for status in (R._CREATED, R._RUNNING, R._PAUSED, R._PAUSING):
+        assert not R.wants_restart(labels("always"), task(status))
+
+
+def test_explicit_stop_and_never_started():
+    stopped = task(R._STOPPED, 1)
+    for policy in ("always", "unless-stopped", "on-failure"):
+        assert not R.wants_restart(labels(policy, status="stopped"), stopped)
+        assert not R.wants_restart(labels(policy, status=None), stopped)
+        assert not R.wants_restart(labels(policy, status=None), None, startup=True)
+    # a daemon restart brings `always` back even after a stop, as docker does
+    assert R.wants_restart(labels("always", status="stopped"), stopped, startup=True)
+    assert not R.wants_restart(labels("unless-stopped", status="stopped"), stopped, startup=True)
+
+
+def test_missing_task_only_at_start_up():
+    for policy in ("always", "unless-stopped", "on-failure"):
+        assert not R.wants_restart(labels(policy), None)
+        assert R.wants_restart(labels(policy), None, startup=True)
