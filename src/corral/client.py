@@ -120,6 +120,11 @@ class Client(ImageTransfers):
         from corral.cni.api import Networks
         return Networks(self)
 
+    @property
+    def volumes(self):
+        from corral.volumes import Volumes
+        return Volumes(self)
+
     # -- images
 
     def list_images(self, *filters):

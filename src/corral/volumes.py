@@ -190,3 +190,31 @@ def mount_for(request, *, data_root, namespace):
         return {"destination": request.target, "type": "tmpfs", "source": "tmpfs",
                 "options": ["nosuid", "nodev", "noexec", ro] + list(getattr(request, "options", []) or [])}
     raise VolumeError(f"unknown mount type {kind!r}: want volume, bind or tmpfs")
+
+
+class Volumes:
+    """`client.volumes`: the named volumes of the client's namespace under its data root.
+
+        vol = client.volumes.create("data", labels={"app": "db"})
+        print(vol.name, vol.mountpoint)
+        client.volumes.remove("data")     # refused while a container uses it (force=True: anyway)
+    """
+
+    def __init__(self, client, data_root=None):
+        self.client = client
+        self.data_root = data_root or getattr(client, "data_root", None) or "/var/lib/corral"
+
+    def create(self, name=None, labels=None):
+        return create(self.data_root, self.client.namespace, name, labels)
+
+    def get(self, name):
+        return get(self.data_root, self.client.namespace, name)
+
+    def list(self):
+        return list_volumes(self.data_root, self.client.namespace)
+
+    def remove(self, name, force=False):
+        remove(self.data_root, self.client.namespace, name, client=self.client, force=force)
+
+    def prune(self):
+        return prune(self.data_root, self.client.namespace, self.client)
