@@ -128,3 +128,26 @@ def test_bad_volume_requests_leave_nothing(corral, corrald):
     assert res.returncode == 1 and "no such volume" in res.stderr
     assert leftovers(corrald) == before
     assert corral("volume", "ls", "-q").stdout.split() == vols
+
+
+def test_client_api_volumes(corral, corrald, cleanup):
+    from corral.client import Client
+    from corral import volumes
+    vol = uname("api")
+    holder = uname("holder")
+    cleanup.append(holder)
+    with Client(corrald.sock) as c:
+        c.data_root = corrald.root
+        v = c.volumes.create(vol, labels={"app": "db"})
+        assert os.path.isdir(v.mountpoint)
+        assert vol in corral("volume", "ls", "-q").stdout.split()
+        assert c.volumes.get(vol).labels == {"app": "db"}
+        corral("create", "--network", "none", "--name", holder, "-v", f"{vol}:/d", "busybox", "true")
+        try:
+            c.volumes.remove(vol)
+            raise AssertionError("a volume in use was removed")
+        except volumes.VolumeInUse as e:
+            assert holder in str(e)
+        corral("rm", holder)
+        assert vol in c.volumes.prune()
+        assert vol not in [x.name for x in c.volumes.list()]
