@@ -118,6 +118,8 @@ class LogFile:
             self._write(_join(batch))
 
     def _write(self, data):
+        if self.fd is None:
+            raise OSError("the log file could not be reopened after rotation")
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
@@ -130,6 +132,7 @@ class LogFile:
             self.size = 0
             return
         os.close(self.fd)
+        self.fd = None  # until the new file is open (a failure leaves nothing to close twice)
         for i in range(self.max_file - 1, 0, -1):
             older = self.path if i == 1 else f"{self.path}.{i - 1}"
             try:
