@@ -105,3 +105,20 @@ def test_stop_finishes_while_a_writer_keeps_the_pipe_open(tmp_path):
     assert done.wait(5)
     os.close(w)
     assert [e["log"] for e in _entries(path)] == ["before stop\n"]
+
+
+def test_a_full_disk_drops_output_but_keeps_draining():
+    """/dev/full fails every write with ENOSPC: the writer records the error and keeps reading
+    its pipes, so the process writing them is never blocked."""
+    import errno
+    import threading
+    done = threading.Event()
+    logs = logfile.Logs(done.set)
+    w = logs.pipe("jsonfile:///dev/full", "stdout")
+    logs.start()
+    line = b"x" * 99 + b"\n"
+    for _ in range(20000):  # 2 MB: far more than the pipe holds
+        os.write(w, line)
+    os.close(w)
+    assert done.wait(10)
+    assert logs.writers["jsonfile:///dev/full"].error.errno == errno.ENOSPC
