@@ -167,7 +167,7 @@ class RestartMonitor:
     def _check_all(self, startup):
         for ns in self.client.namespaces():
             c = self.client.with_namespace(ns.name)
-            records = [r for r in c.list_containers() if r.labels.get(POLICY, "no") != "no"]
+            records = [r for r in c.list_containers(f'labels."{POLICY}"') if r.labels.get(POLICY, "no") != "no"]
             if not records:
                 continue
             tasks = {t.id: t for t in c.tasks()}
