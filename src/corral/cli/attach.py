@@ -77,8 +77,10 @@ def _follow(c, io, stdin, tty, close_stdin, kill, resize, wait):
 def wait_exit(client, cid, exec_id, fut):
     """The exit status from the Wait call `fut`; while it is pending, the process's state is
     also checked every second, so an exit whose Wait answer never comes is still seen."""
+    import os
     import grpc
     from corral.api.containerd.types import task_pb2
+    gone = 0
     while True:
         try:
             return fut.result(timeout=1.0).exit_status
@@ -87,6 +89,15 @@ def wait_exit(client, cid, exec_id, fut):
             if p.status == task_pb2.STOPPED:
                 fut.cancel()
                 return p.exit_status
+            try:
+                os.kill(p.pid, 0)
+                gone = 0
+            except ProcessLookupError:
+                gone += 1
+            if gone >= 3:
+                # the process is gone and reaped, but the shim never reported its exit
+                fut.cancel()
+                raise CLIError(f"process {p.pid} in {cid[:12]} has ended but its exit status was lost by the shim")
 
 
 def _safe(fn, *a):
