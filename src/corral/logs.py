@@ -10,7 +10,6 @@ import json
 import os
 import re
 import time
-from collections import deque
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -145,7 +144,9 @@ def _wanted(entry, since_ns):
 def _history(path, tail, since_ns):
     """The entries in the rotated files and the current one, and the current file left open at
     its end (None if it does not exist yet)."""
-    entries = deque(maxlen=tail) if tail is not None and tail >= 0 else []
+    if tail is not None and tail >= 0:
+        return _history_tail(path, tail, since_ns)
+    entries = []
     current = None
     for p in log_files(path):
         try:
@@ -158,10 +159,71 @@ def _history(path, tail, since_ns):
         else:
             found = src.read()
             src.close()
-        for e in found:
-            if _wanted(e, since_ns):
-                entries.append(e)
-    return list(entries), current
+        entries.extend(e for e in found if _wanted(e, since_ns))
+    return entries, current
+
+
+def _history_tail(path, n, since_ns):
+    """The last n entries, read backwards from the end of the newest file, so a short tail of a
+    long log costs little. The current file is opened first and read up to the size it had
+    then; following continues from there."""
+    try:
+        current = _Source(path)
+    except FileNotFoundError:
+        current = None
+    newest_first = []
+    done = n == 0
+    if current is not None:
+        fd = current.f.fileno()
+        end = os.fstat(fd).st_size
+        # a torn last line (being written) is left for the follower
+        last_nl = _last_newline(fd, end)
+        found, done = _tail_of(fd, last_nl + 1, n, since_ns)
+        newest_first += found
+        current.f.seek(last_nl + 1)
+    for p in reversed([p for p in log_files(path) if p != path]):
+        if done or len(newest_first) >= n:
+            break
+        try:
+            with open(p, "rb") as f:
+                found, done = _tail_of(f.fileno(), os.fstat(f.fileno()).st_size, n - len(newest_first), since_ns)
+        except FileNotFoundError:
+            continue
+        newest_first += found
+    return newest_first[::-1], current
+
+
+def _last_newline(fd, end, block=65536):
+    pos = end
+    while pos > 0:
+        size = min(block, pos)
+        pos -= size
+        i = os.pread(fd, size, pos).rfind(b"\n")
+        if i >= 0:
+            return pos + i
+    return -1
+
+
+def _tail_of(fd, end, n, since_ns, block=65536):
+    """Up to n wanted entries before offset end (a line boundary), newest first; and whether an
+    entry older than since was met (so older files need not be read)."""
+    out = []
+    pos, rest = end, b""
+    while pos > 0 and len(out) < n:
+        size = min(block, pos)
+        pos -= size
+        lines = (os.pread(fd, size, pos) + rest).split(b"\n")
+        rest = lines.pop(0) if pos > 0 else b""  # may be the end of a line that starts earlier
+        for line in reversed(lines):
+            e = _parse_line(line) if line else None
+            if e is None:
+                continue
+            if not _wanted(e, since_ns):
+                return out, True
+            out.append(e)
+            if len(out) == n:
+                break
+    return out, False
 
 
 def read(path, *, tail=None, since=None):

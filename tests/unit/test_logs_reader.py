@@ -134,3 +134,34 @@ def test_follow_waits_for_the_file_and_stops(tmp_path):
             _write(path, ("stdout", "late\n", 1))
         return len(calls) > 5
     assert [e.log for e in logs.follow(path, stop=stop, interval=0.01)] == ["late\n"]
+
+
+def test_tail_reads_backwards_across_files_and_leaves_a_torn_line(tmp_path):
+    path = str(tmp_path / "b-json.log")
+    base = 1_800_000_000 * 10**9
+    _write(path + ".1", *[("stdout", f"old{i}\n", base + i) for i in range(5)])
+    # entries far larger than the read block, so lines straddle block boundaries
+    _write(path, *[("stderr" if i % 3 == 0 else "stdout", f"{i}" * 50 + "\n", base + 10**9 + i) for i in range(3000)])
+    with open(path, "ab") as f:
+        f.write(b'{"log":"torn')
+    want = [f"{i}" * 50 + "\n" for i in range(3000)]
+    assert [e.log for e in logs.read(path, tail=7)] == want[-7:]
+    assert [e.log for e in logs.read(path, tail=3002)] == ["old3\n", "old4\n"] + want
+    assert len(logs.read(path, tail=10**6)) == 3005
+    assert [e.log for e in logs.read(path, tail=100, since=base + 10**9 + 2995)] == want[2995:]
+    assert [e.log for e in logs.read(path, tail=3, since=base + 3)] == want[-3:]
+    assert len(logs.read(path, tail=5000, since=base + 3)) == 2 + 3000
+    assert logs.read(path, tail=0) == []
+    # following from a tail: the torn line arrives once it is whole
+    stop = threading.Event()
+    got = []
+    t = threading.Thread(target=lambda: got.extend(e.log for e in logs.follow(path, tail=1, stop=stop.is_set,
+                                                                              interval=0.01)))
+    t.start()
+    time.sleep(0.1)
+    with open(path, "ab") as f:
+        f.write(b'\\n","stream":"stdout","time":"2027-01-01T00:00:00Z"}\n')
+    time.sleep(0.1)
+    stop.set()
+    t.join(5)
+    assert got == [want[-1], "torn\n"]
