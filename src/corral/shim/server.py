@@ -7,6 +7,7 @@ import sys
 
 PROCESS_NAME = b"corral-shim"  # /proc/PID/comm of every shim server, however it was started
 IDLE_EXIT = 60.0  # a shim that never got (or lost all) its containers without a Shutdown
+IDLE_CHECK = 15.0  # so an idle shim exits between IDLE_EXIT and IDLE_EXIT + IDLE_CHECK
 GROUP_LINGER = 3.0  # a group's shim waits this long after its last container, for the next one
 
 
@@ -80,8 +81,10 @@ async def _main(flags, sock, path, group):
     await server.serve(sock=sock)
     idle_since = loop.time()
     while not stop.is_set():
+        # wake only now and then, for the idle exit: every running shim ticking each second
+        # adds up on a host with many containers
         try:
-            await asyncio.wait_for(stop.wait(), 1)
+            await asyncio.wait_for(stop.wait(), IDLE_CHECK)
         except asyncio.TimeoutError:
             pass
         if service.containers:
