@@ -24,19 +24,22 @@ class LogsError(ValueError):
     pass
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)?$")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
 
 def time_ns(text):
-    """Nanoseconds since the epoch from an RFC3339 time (the fraction may have up to 9 digits)."""
+    """Nanoseconds since the epoch from an RFC3339 time (the fraction may have up to 9 digits;
+    no zone: local time, as docker reads --since)."""
     m = _RFC3339.match(text)
     if not m:
         raise LogsError(f"invalid time {text!r}: want RFC3339 like 2026-01-02T15:04:05Z")
     base, frac, zone = m.groups()
     dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S")
-    if zone == "Z":
+    if zone is None:
+        dt = dt.astimezone()  # local time
+    elif zone == "Z":
         dt = dt.replace(tzinfo=timezone.utc)
     else:
         sign = 1 if zone[0] == "+" else -1

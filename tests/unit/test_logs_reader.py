@@ -41,6 +41,9 @@ def test_since_and_time_parsing(tmp_path):
     assert logs.parse_since("1m30s", now_ns=now) == now - 90_000_000_000
     assert logs.parse_since("1767323045") == base
     assert logs.time_ns("2026-01-02T03:04:05.5Z") == base + 500_000_000
+    import datetime as _dt
+    local = _dt.datetime(2026, 1, 2, 3, 4, 5).astimezone()
+    assert logs.time_ns("2026-01-02T03:04:05") == int(local.timestamp()) * 10**9  # no zone: local time
     for bad in ("yesterday", "10x", "2026-13-45T00:00:00Z"):
         with pytest.raises((logs.LogsError, ValueError)):
             logs.parse_since(bad)
