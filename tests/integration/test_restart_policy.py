@@ -158,3 +158,20 @@ def test_policies_survive_a_daemon_sigkill(daemon):
     assert _labels(daemon, "r-back")["containerd.io/restart.status"] == "running"
     time.sleep(1.5)
     assert _lines(keep) == ["run\n"]
+
+
+def test_a_container_lost_with_its_shim_is_started_again(daemon):
+    """Daemon, shim and container all killed with SIGKILL (as a crash would): the restarted
+    daemon cleans up the dead shim and starts the container again from its record."""
+    log = _run(daemon, "r-lost", "always", "echo run; exec sleep 60")
+    _until(lambda: _lines(log) == ["run\n"], what="the first run")
+    pid = _task(daemon, "r-lost").pid
+    with open(f"/proc/{pid}/stat") as f:
+        shim = int(f.read().rsplit(")", 1)[1].split()[1])
+    daemon.stop(signal.SIGKILL)
+    os.kill(shim, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    daemon.start()
+    _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run after the daemon came back")
+    _until(lambda: _status(daemon, "r-lost") == 2, what="the new task running")
+    assert _task(daemon, "r-lost").pid != pid
