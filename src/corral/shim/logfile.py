@@ -9,8 +9,9 @@ rotation). When a line would take the file past max-size, it is rotated: .log ->
 
 The container writes into pipes; one thread per log file reads them and writes the file, so a
 slow disk never stalls the shim's event loop, and stalls the container only once the pipe
-buffer is full. A line longer than 16 KiB is split as docker does: the pieces before the last
-carry no trailing newline (partial entries), and the reader joins them.
+buffer is full. A long line is split as docker does, in 16 Ki pieces (characters of a line
+that is complete in what was read, bytes of one still being written): the pieces before the
+last carry no trailing newline (partial entries), and a reader joins them.
 """
 
 import os
@@ -149,7 +150,7 @@ class LogFile:
 
 
 class LineSplitter:
-    """Bytes of one stream in, complete (or 16 KiB partial) entries out."""
+    """Bytes of one stream in, the texts of complete (or 16 Ki partial) entries out."""
 
     def __init__(self, stream):
         self.stream = stream
