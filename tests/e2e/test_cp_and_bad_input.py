@@ -86,13 +86,13 @@ def test_cp_never_writes_outside_the_container(corral, cleanup, hostdir):
     assert corral("exec", name, "cat", "/escaped").stdout == "payload\n"
     corral("cp", src, f"{name}:/..")  # the root's parent is the root
     assert corral("exec", name, "cat", "/payload").stdout == "payload\n"
-    res = corral("cp", f"{name}:/../../..", os.path.join(hostdir, "whole"), check=False)
-    assert res.returncode == 0 and os.path.exists(os.path.join(hostdir, "whole", "bin", "busybox"))
-    shutil.rmtree(os.path.join(hostdir, "whole"))
     assert sorted(os.listdir(hostdir)) == before
     with open(victim) as f:
         assert f.read() == "untouched\n"
     assert not os.path.exists("/escaped")
+    corral("cp", f"{name}:/../../../etc/passwd", os.path.join(hostdir, "passwd"))
+    with open(os.path.join(hostdir, "passwd")) as f:
+        assert f.read() == corral("exec", name, "cat", "/etc/passwd").stdout
     # copying out through a link to a host path reads the container's view, not the host's
     res = corral("cp", f"{name}:/data/vlink", os.path.join(hostdir, "out"), check=False)
     assert os.readlink(os.path.join(hostdir, "out")) == victim  # the link itself, not the host file

@@ -314,7 +314,7 @@ class Container:
     def start(self, io=None):
         """Start the container's task. io: a stdio.FifoIO to attach through; by default the
         output goes to the container's JSON log."""
-        if self.task(refresh=True) is not None:
+        if self._task is not False and self.task(refresh=True) is not None:
             if self.status in ("running", "paused"):
                 raise ContainerError(f"container {self.name} is already running")
             self.client.delete_task(self.id)
@@ -419,20 +419,17 @@ class Container:
 
     def remove(self, force=False):
         """Remove the task, the record, the snapshot and the container's files."""
-        status = self.status
-        if status in ("running", "paused"):
+        task = self.task(refresh=True)
+        if self.status in ("running", "paused"):
             if not force:
                 raise ContainerError(f"container {self.name} is running: stop it first or use rm -f")
-            if self.record.labels.get(L.RESTART_POLICY):
-                # the daemon's restart monitor must not start it again while it goes away
-                self.client.update_container_labels(self.id, {L.RESTART_STATUS: "stopped"})
             fut = self.client.wait_task_future(self.id)
             _ignore(self.client.kill, self.id, _signal.SIGKILL, all=True)
             try:
                 fut.result(timeout=30)
             except Exception:
                 pass
-        if self.task(refresh=True) is not None:
+        if task is not None:
             try:
                 self.client.delete_task(self.id)
             except _client_error() as e:

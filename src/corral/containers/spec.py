@@ -4,8 +4,6 @@
 import json
 import os
 import re
-from dataclasses import dataclass, field
-
 from corral.containers import labels as L
 
 
@@ -27,38 +25,53 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 << 20  # docker's minimum
 
 
-@dataclass
 class Mount:
     """One --volume/--mount request: type bind|volume|tmpfs."""
-    type: str
-    target: str
-    source: str = ""
-    readonly: bool = False
-    options: list = field(default_factory=list)
+
+    def __init__(self, type, target, source="", readonly=False, options=None):
+        self.type = type
+        self.target = target
+        self.source = source
+        self.readonly = readonly
+        self.options = list(options or [])
+
+    def __repr__(self):
+        return f"Mount({self.type!r}, {self.target!r}, {self.source!r}, readonly={self.readonly})"
 
 
-@dataclass
 class Options:
     """Everything `run`/`create` can set; defaults are docker's."""
-    command: list = None            # None: the image's Cmd
-    entrypoint: str = None          # None: the image's; "" clears it
-    env: list = field(default_factory=list)   # KEY=VALUE (later wins)
-    workdir: str = ""
-    user: str = ""
-    hostname: str = ""
-    tty: bool = False
-    stdin_open: bool = False
-    memory: int = 0                 # bytes, 0 = no limit
-    cpus: float = 0.0
-    pids_limit: int = 0             # 0 = no limit
-    read_only: bool = False
-    cap_add: list = field(default_factory=list)
-    cap_drop: list = field(default_factory=list)
-    privileged: bool = False
-    mounts: list = field(default_factory=list)  # Mount
-    network: str = "bridge"
-    ports: list = field(default_factory=list)   # dicts {hostIP, hostPort, containerPort, protocol}
-    labels: dict = field(default_factory=dict)
+
+    DEFAULTS = {
+        "command": None,        # None: the image's Cmd
+        "entrypoint": None,     # None: the image's; "" clears it
+        "env": [],              # KEY=VALUE (later wins)
+        "workdir": "",
+        "user": "",
+        "hostname": "",
+        "tty": False,
+        "stdin_open": False,
+        "memory": 0,            # bytes, 0 = no limit
+        "cpus": 0.0,
+        "pids_limit": 0,        # 0 = no limit
+        "read_only": False,
+        "cap_add": [],
+        "cap_drop": [],
+        "privileged": False,
+        "seccomp": True,        # docker's default profile; False = unconfined
+        "mounts": [],           # Mount
+        "network": "bridge",
+        "ports": [],            # dicts {hostIP, hostPort, containerPort, protocol}
+        "labels": {},
+    }
+
+    def __init__(self, **kw):
+        unknown = set(kw) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown container option(s): {', '.join(sorted(unknown))}")
+        for k, v in self.DEFAULTS.items():
+            v = kw.get(k, v)
+            setattr(self, k, type(v)(v) if isinstance(v, (list, dict)) else v)
 
 
 # -- option parsing helpers (shared by the CLI and the client API)
@@ -339,8 +352,9 @@ def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_r
             {"allow": True, "type": t, "major": a, **({"minor": b} if b is not None else {}), "access": "rwm"}
             for t, a, b in DEFAULT_DEVICES]
         linux["maskedPaths"], linux["readonlyPaths"] = list(MASKED_PATHS), list(READONLY_PATHS)
-        from corral.oci.linux.seccomp_default import default_profile
-        linux["seccomp"] = default_profile(caps)
+        if opts.seccomp:
+            from corral.oci.linux.seccomp_default import default_profile
+            linux["seccomp"] = default_profile(caps)
     if opts.memory:
         res["memory"] = {"limit": opts.memory}
     if opts.cpus:

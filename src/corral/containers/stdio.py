@@ -53,7 +53,7 @@ class FifoIO:
                     _write_all(dst, data)
                     continue
             if self._stop_r in r:
-                _drain(src, dst)
+                _drain(src, dst, self.terminal)
                 return
 
     def start_input(self, on_eof, in_fd=0):
@@ -105,9 +105,11 @@ def _write_all(fd, data):
         view = view[n:]
 
 
-def _drain(src, dst):
+def _drain(src, dst, terminal):
+    """Copy what is left. Without a terminal the container wrote into the FIFO itself, so all
+    of it is there once it has exited; a terminal's last bytes may still be in the shim's copy."""
     import time
-    quiet_until = time.monotonic() + 0.05  # a terminal's last bytes may still be in the shim's copy
+    quiet_until = time.monotonic() + (0.05 if terminal else 0)
     while True:
         try:
             data = os.read(src, 65536)

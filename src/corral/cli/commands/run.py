@@ -32,6 +32,7 @@ def configure(p, detach=True):
     p.add_argument("--cap-add", action="append", default=[], help="add a capability (or ALL)")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a capability (or ALL)")
     p.add_argument("--privileged", action="store_true", help="all capabilities, all devices, no masked paths")
+    p.add_argument("--security-opt", action="append", default=[], help="seccomp=unconfined (docker's)")
     p.add_argument("--restart", default="no", help="no, always, on-failure[:N] or unless-stopped")
     p.add_argument("--label", "-l", action="append", default=[], help="set a label KEY=VALUE")
     p.add_argument("--log-opt", action="append", default=[], help="max-size=SIZE or max-file=N")
@@ -40,12 +41,12 @@ def configure(p, detach=True):
 
 
 def parse_ports(values):
+    if not values:
+        return []
     try:
         from corral.cni.ports import parse_publish
     except ImportError:
         parse_publish = None
-    if not values:
-        return []
     if parse_publish is None:
         raise CLIError("-p needs corral's CNI networking, which is not installed")
     return [parse_publish(v) for v in values]
@@ -74,6 +75,12 @@ def create_kwargs(opts):
             if not eq:
                 raise S.SpecError(f"invalid --log-opt {item!r}: want KEY=VALUE")
             log_opts[k] = v
+        seccomp = True
+        for item in opts.security_opt:
+            if item in ("seccomp=unconfined", "seccomp:unconfined"):
+                seccomp = False
+            else:
+                raise S.SpecError(f"unsupported --security-opt {item!r}: corral knows seccomp=unconfined")
         network = opts.network or ("bridge" if S.networking_available() else "none")
         o = S.Options(
             command=list(opts.command) or None, entrypoint=opts.entrypoint, env=env, workdir=opts.workdir,
@@ -81,7 +88,7 @@ def create_kwargs(opts):
             memory=S.parse_memory(opts.memory) if opts.memory is not None else 0,
             cpus=S.parse_cpus(opts.cpus) if opts.cpus is not None else 0.0,
             pids_limit=S.parse_pids_limit(opts.pids_limit) if opts.pids_limit is not None else 0,
-            read_only=opts.read_only, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
+            read_only=opts.read_only, seccomp=seccomp, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
             mounts=mounts, network=network, ports=parse_ports(opts.publish), labels=labels)
     except S.SpecError as e:
         raise CLIError(str(e)) from None
