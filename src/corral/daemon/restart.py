@@ -121,7 +121,7 @@ class RestartMonitor:
         while not self.stopping.is_set():
             now = time.monotonic()
             wake = min([next_check] + list(self.due.values()))
-            env = self.sub.get(max(0.0, min(wake - now, 0.5)))
+            env = self.sub.get(max(0.0, wake - now))  # close() wakes it for a stop
             if self.stopping.is_set():
                 return
             if self.sub.dropped:  # we fell behind and the exchange let us go: catch up by a check

@@ -130,7 +130,7 @@ class _Subscription:
         self.q.put(env)
 
     def get(self, timeout):
-        """The next envelope, or None after timeout."""
+        """The next envelope, or None after timeout or once the subscription is closed."""
         try:
             return self.q.get(timeout=timeout)
         except queue.Empty:
@@ -138,6 +138,7 @@ class _Subscription:
 
     def close(self):
         self.exchange._remove(self)
+        self.q.put(None)  # wakes a get() that waits without a timeout
 
 
 class EventsService(events_pb2_grpc.EventsServicer):
@@ -157,9 +158,10 @@ class EventsService(events_pb2_grpc.EventsServicer):
     @rpc
     def Subscribe(self, request, context):
         sub = self.exchange.subscribe(list(request.filters))
+        context.add_callback(sub.close)  # the client went away: wakes the wait below (no polling)
         try:
             while context.is_active() and not sub.dropped:
-                env = sub.get(0.5)
+                env = sub.get(None)
                 if env is not None:
                     yield env
         finally:
