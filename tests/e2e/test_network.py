@@ -271,3 +271,11 @@ def test_failing_plugin_fails_run_and_leaves_nothing(corral, corrald, networks):
     assert [e for e in cache.entries(corrald.root) if e["networkName"] == net] == []
     ipam = os.path.join(corrald.root, "cni", "networks", net)
     assert [f for f in (os.listdir(ipam) if os.path.isdir(ipam) else []) if f.startswith("10.")] == []
+
+
+def test_unknown_network(corral, corrald):
+    before = leftovers(corrald)
+    res = corral("run", "--rm", "--network", "no-such-net", "busybox", "true", check=False)
+    assert res.returncode == 125
+    assert res.stderr.strip() == "corral: network no-such-net not found; see `corral network ls`"
+    assert leftovers(corrald) == before
