@@ -144,7 +144,7 @@ def _free_port():
 
 def test_two_containers_on_a_user_network(net):
     net.network("cnit-a", "10.93.1.0/24")
-    a, _ = net.create(["cnit-a"], hostname="alpha", name="web")
+    a, _ = net.create(["cnit-a"], hostname="alpha", name="web", caps=["CAP_NET_RAW"])
     b, _ = net.create(["cnit-a"], hostname="beta", name="db")
     ip_a, ip_b = net.ip(a, "cnit-a"), net.ip(b, "cnit-a")
     assert ip_a.startswith("10.93.1.") and ip_b.startswith("10.93.1.") and ip_a != ip_b
@@ -157,7 +157,11 @@ def test_two_containers_on_a_user_network(net):
     assert net.exec(b, "hostname").stdout.strip() == "beta"
     assert net.exec(b, "cat", "/etc/hostname").stdout.strip() == "beta"
     assert "nameserver" in net.exec(b, "cat", "/etc/resolv.conf").stdout
-    # reach each other by address and by name (busybox ping; ICMP needs CAP_NET_RAW: use nc)
+    # reach each other by address and by name
+    res = net.exec(a, "ping", "-c", "1", "-W", "3", ip_b)
+    assert res.returncode == 0 and "1 packets received" in res.stdout, res.stdout + res.stderr
+    res = net.exec(a, "ping", "-c", "1", "-W", "3", "db")
+    assert res.returncode == 0 and f"({ip_b})" in res.stdout, res.stdout + res.stderr
     net.exec(b, "sh", "-c", "nc -l -p 7000 -e echo pong &")
     time.sleep(0.3)
     res = net.exec(a, "sh", "-c", "echo ping | nc -w 3 db 7000")
