@@ -279,3 +279,24 @@ def test_unknown_network(corral, corrald):
     assert res.returncode == 125
     assert res.stderr.strip() == "corral: network no-such-net not found; see `corral network ls`"
     assert leftovers(corrald) == before
+
+
+def test_stop_then_start_reattaches(corral, corrald, cleanup, networks):
+    net = uname("net")
+    networks.append(net)
+    corral("network", "create", net, "--subnet", "10.94.13.0/24")
+    srv = uname("srv")
+    cleanup.append(srv)
+    corral("run", "-d", "--name", srv, "--network", net, "busybox", "nc", "-ll", "-p", "7000", "-e", "echo", "pong")
+    cid = _id(corral, srv)
+    _, ip1, veth1 = _attachment(corrald.root, cid)
+    corral("stop", "-t", "1", srv)
+    corral("start", srv)  # deletes the old task (poststop: DEL) and makes a new one (ADD)
+    _, ip2, veth2 = _attachment(corrald.root, cid)
+    allocated = [f for f in os.listdir(_ipam_dir(corrald.root, net)) if f.startswith("10.")]
+    assert allocated == [ip2]
+    res = corral("run", "--rm", "--network", net, "busybox", "sh", "-c",
+                 f"for i in 1 2 3 4 5; do nc -w 2 {srv} 7000 </dev/null && break; sleep 0.2; done")
+    assert res.stdout.strip() == "pong"
+    corral("rm", "-f", srv)
+    _assert_released(corrald.root, cid, net, ip2, veth2)
