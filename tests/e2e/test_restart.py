@@ -112,6 +112,9 @@ def test_policies_survive_a_daemon_sigkill(own_daemon):
     from corral import logs
     n = len(logs.read(log))
     own_daemon.start()
-    _until(lambda: _runs(corral, crash) > n, what="a run after the daemon came back")
+    try:
+        _until(lambda: _runs(corral, crash) > n, what="a run after the daemon came back")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- corrald log:\n{own_daemon.log_text()}") from None
     assert _state(corral, quiet) == "exited"
     assert _runs(corral, quiet) == 1

@@ -175,3 +175,28 @@ def test_a_container_lost_with_its_shim_is_started_again(daemon):
     _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run after the daemon came back")
     _until(lambda: _status(daemon, "r-lost") == 2, what="the new task running")
     assert _task(daemon, "r-lost").pid != pid
+
+
+def _create_only(d, name):
+    """A policy container whose task was created but never started (a start cut short)."""
+    log = os.path.join(d.dir, "logs", f"{name}-json.log")
+    uri = f"jsonfile://{log}"
+    d.ctr("containers", "create", "--snapshotter", "overlayfs", "--runtime", RUNTIME,
+          "--label", "containerd.io/restart.policy=always", "--label", "containerd.io/restart.status=running",
+          "--label", f"containerd.io/restart.loguri={uri}", IMAGE, name, "sleep", "60")
+    with Client(d.sock) as c:
+        c.create_task(name, "", uri, uri)
+    assert _status(d, name) == 1  # CREATED
+    return log
+
+
+def test_a_task_left_created_is_started_by_a_later_check(daemon):
+    _create_only(daemon, "r-half")
+    _until(lambda: _status(daemon, "r-half") == 2, timeout=10, what="the stale created task to be started")
+
+
+def test_a_task_left_created_by_a_crash_is_started_at_start_up(daemon):
+    _create_only(daemon, "r-cut")
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    _until(lambda: _status(daemon, "r-cut") == 2, timeout=10, what="the task started again")

@@ -47,6 +47,17 @@ def test_exited_tasks():
 def test_running_or_starting_tasks_are_left_alone():
     for status in (R._CREATED, R._RUNNING, R._PAUSED, R._PAUSING):
         assert not R.wants_restart(labels("always"), task(status))
+    for status in (R._RUNNING, R._PAUSED, R._PAUSING):
+        assert not R.wants_restart(labels("always"), task(status), startup=True)
+
+
+def test_a_start_cut_short_is_done_again():
+    """A task left only created (the daemon died between create and start): at start-up, or
+    when a later check finds the same task still created."""
+    created = task(R._CREATED)
+    assert R.wants_restart(labels("always"), created, startup=True)
+    assert R.wants_restart(labels("on-failure"), created, stale=True)
+    assert not R.wants_restart(labels("always", status="stopped"), created, stale=True)
 
 
 def test_explicit_stop_and_never_started():

@@ -51,9 +51,11 @@ def parse_policy(text):
     raise ValueError(f"invalid restart policy {text!r}")
 
 
-def wants_restart(labels, task, startup=False):
+def wants_restart(labels, task, startup=False, stale=False):
     """Whether a container with these labels and this task (a tasks Process message, or None
-    when it has none) should be (re)started now."""
+    when it has none) should be (re)started now. A task still only created (never started) is
+    someone's start in progress, unless this is start-up or it was seen so before (stale): then
+    a start was cut short (by a daemon crash) and is done again."""
     try:
         policy = parse_policy(labels.get(POLICY, ""))
     except ValueError:
@@ -68,6 +70,8 @@ def wants_restart(labels, task, startup=False):
         return False
     if task is None:
         return startup  # lost with its shim; otherwise someone is removing or creating it
+    if task.status == _CREATED:
+        return startup or stale
     if task.status != _STOPPED:
         return False
     if name == "on-failure":
@@ -92,6 +96,7 @@ class RestartMonitor:
         self.client = None
         self.due = {}       # (ns, id) -> monotonic time of the next attempt
         self.backoff = {}   # (ns, id) -> (delay used last, monotonic time of that start)
+        self.created = {}   # (ns, id) -> pid of a task found only created at the last check
 
     # -- plugin life
 
@@ -172,9 +177,15 @@ class RestartMonitor:
                 continue
             tasks = {t.id: t for t in c.tasks()}
             for rec in records:
-                if wants_restart(rec.labels, tasks.get(rec.id), startup):
-                    key = (ns.name, rec.id)
-                    if not startup:
+                key = (ns.name, rec.id)
+                task = tasks.get(rec.id)
+                stale = task is not None and task.status == _CREATED and self.created.get(key) == task.pid
+                if task is not None and task.status == _CREATED:
+                    self.created[key] = task.pid
+                else:
+                    self.created.pop(key, None)
+                if wants_restart(rec.labels, task, startup, stale):
+                    if not (startup or stale):
                         self._schedule(key)
                         continue
                     try:
