@@ -21,9 +21,12 @@ def start_error(e):
 
 def run_attached(c, stdin=False, tty=False, remove=False):
     from corral.containers.stdio import FifoIO, RawTerminal
-    io = FifoIO(c.id, stdin=stdin, terminal=tty)
+    io = FifoIO(c.id, stdin=stdin, terminal=tty, output=False)
     try:
-        io.start_output()
+        if tty:
+            io.start_output()
+        else:
+            io.follow_log(c.log_path)
         try:
             c.start(io=io)
         except Exception as e:

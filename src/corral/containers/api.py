@@ -213,21 +213,19 @@ def _log_opts(log_opts):
 
 
 def _volume_mounts(opts, data_root, namespace):
-    """OCI mounts for named volumes (corral.volumes) and what the label records."""
-    named = [m for m in opts.mounts if m.type == "volume"]
-    if not named:
+    """OCI mounts of the -v/--mount requests (corral.volumes.mount_for: named volumes made on
+    first use, bind sources that must exist, tmpfs) and what the volumes label records."""
+    if not opts.mounts:
         return [], []
-    import importlib.util
-    if importlib.util.find_spec("corral.volumes") is None:
-        raise SpecError("named volumes are not available in this installation; use a bind mount (-v /host/path:/path)")
     from corral import volumes
     out, label = [], []
-    for m in named:
+    for m in opts.mounts:
         try:
             out.append(volumes.mount_for(m, data_root=data_root, namespace=namespace))
-        except volumes.VolumeError as e:
+        except (volumes.VolumeError, ValueError) as e:  # one line for a person
             raise SpecError(str(e)) from None
-        label.append({"name": m.source, "target": m.target, "readonly": m.readonly})
+        if m.type == "volume":
+            label.append({"name": m.source, "target": m.target, "readonly": m.readonly})
     return out, label
 
 
@@ -312,20 +310,21 @@ class Container:
     # -- lifecycle
 
     def start(self, io=None):
-        """Start the container's task. io: a stdio.FifoIO to attach through; by default the
-        output goes to the container's JSON log."""
+        """Start the container's task. Its output goes to the container's JSON log; io: a
+        stdio.FifoIO for stdin, or for a terminal (whose output then comes through io)."""
         if self._task is not False and self.task(refresh=True) is not None:
             if self.status in ("running", "paused"):
                 raise ContainerError(f"container {self.name} is already running")
             self.client.delete_task(self.id)
         if self.record.labels.get(L.RESTART_POLICY) and self.record.labels.get(L.RESTART_STATUS) != "running":
             self.client.update_container_labels(self.id, {L.RESTART_STATUS: "running"})
-        if io is not None:
+        if io is not None and io.terminal:
             p = io.paths()
-            self.client.create_task(self.id, p["stdin"], p["stdout"], p["stderr"], p["terminal"])
+            self.client.create_task(self.id, p["stdin"], p["stdout"], p["stderr"], True)
         else:
-            uri = self.log_uri if logfile_available() else ""
-            self.client.create_task(self.id, "", uri, uri, self.record.labels.get(L.TTY) == "1")
+            # output to the JSON log (attached runs follow it); stdin through io's FIFO
+            stdin = io.paths()["stdin"] if io is not None else ""
+            self.client.create_task(self.id, stdin, self.log_uri, self.log_uri, self.record.labels.get(L.TTY) == "1")
         try:
             pid = self.client.start_task(self.id)
         except BaseException:
@@ -342,8 +341,23 @@ class Container:
 
     def stop(self, timeout=10):
         """SIGTERM (or the image's stop signal), then SIGKILL after `timeout` seconds."""
-        if self.record.labels.get(L.RESTART_POLICY):
-            self.client.update_container_labels(self.id, {L.RESTART_STATUS: "stopped"})
+        if not self.record.labels.get(L.RESTART_POLICY):
+            return self._stop_task(timeout)
+        self.client.update_container_labels(self.id, {L.RESTART_STATUS: "stopped"})
+        # a restart the daemon decided on just before the label changed may still come: watch
+        # for it a little while and stop that run too
+        code = self._stop_task(timeout)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._task = None
+            if self.status in ("running", "paused"):
+                code = self._stop_task(timeout)
+                deadline = time.monotonic() + 0.5
+        return code
+
+    def _stop_task(self, timeout):
+        self._task = None
         if self.status not in ("running", "paused"):
             return self.exit_code
         fut = self.client.wait_task_future(self.id)
@@ -352,14 +366,15 @@ class Container:
         except _client_error():
             pass
         try:
-            return fut.result(timeout=timeout).exit_status
+            code = fut.result(timeout=timeout).exit_status
         except Exception:
-            pass
-        try:
-            self.client.kill(self.id, _signal.SIGKILL, all=True)
-        except _client_error():
-            pass
-        return fut.result(timeout=30).exit_status
+            try:
+                self.client.kill(self.id, _signal.SIGKILL, all=True)
+            except _client_error():
+                pass
+            code = fut.result(timeout=30).exit_status
+        self._task = None
+        return code
 
     def wait(self, timeout=None):
         """The exit status once the task exits (at once if it has)."""
@@ -393,17 +408,8 @@ class Container:
 
     def logs(self):
         """The container's output so far (stdout and stderr interleaved), as text."""
-        out = []
-        try:
-            with open(self.log_path, errors="replace") as f:
-                for line in f:
-                    try:
-                        out.append(json.loads(line).get("log", ""))
-                    except ValueError:
-                        continue
-        except FileNotFoundError:
-            pass
-        return "".join(out)
+        from corral import logs
+        return "".join(e.log for e in logs.read(self.log_path))
 
     def top(self):
         """(pid, command line) of each process in the container."""
@@ -423,6 +429,8 @@ class Container:
         if self.status in ("running", "paused"):
             if not force:
                 raise ContainerError(f"container {self.name} is running: stop it first or use rm -f")
+            if self.record.labels.get(L.RESTART_POLICY):
+                self.client.update_container_labels(self.id, {L.RESTART_STATUS: "stopped"})
             fut = self.client.wait_task_future(self.id)
             _ignore(self.client.kill, self.id, _signal.SIGKILL, all=True)
             try:
@@ -497,12 +505,6 @@ class Container:
             },
             "NetworkSettings": {"Networks": json.loads(labels.get(L.NETWORKS, "[]"))},
         }
-
-
-def logfile_available():
-    """Whether the shim writes JSON-lines logs (the jsonfile:// URI)."""
-    import importlib.util
-    return importlib.util.find_spec("corral.shim.logfile") is not None
 
 
 def parse_signal(sig):

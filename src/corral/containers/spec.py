@@ -313,7 +313,8 @@ def lookup_dirs(mounts):
 # -- the spec
 
 def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_root="", volume_mounts=()):
-    """The spec dict. volume_mounts: OCI mount dicts already resolved (named volumes)."""
+    """The spec dict. volume_mounts: the OCI mounts of opts.mounts, resolved by
+    corral.volumes.mount_for (named volumes made, bind sources checked)."""
     from corral.oci.specgen import MASKED_PATHS, READONLY_PATHS, default_spec
 
     cfg = image_config.get("config") or {}
@@ -362,15 +363,6 @@ def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_r
     if opts.pids_limit:
         res["pids"] = {"limit": opts.pids_limit}
 
-    for m in opts.mounts:
-        if m.type == "bind":
-            if not os.path.exists(m.source):
-                raise SpecError(f"bind source path does not exist: {m.source}")
-            spec["mounts"].append({"destination": m.target, "type": "bind", "source": os.path.realpath(m.source),
-                                   "options": ["rbind", "rprivate"] + (["ro"] if m.readonly else [])})
-        elif m.type == "tmpfs":
-            spec["mounts"].append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
-                                   "options": ["nosuid", "nodev", "noexec"] + m.options + (["ro"] if m.readonly else [])})
     spec["mounts"] += list(volume_mounts)
 
     annotations = spec.setdefault("annotations", {})
@@ -380,30 +372,15 @@ def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_r
     return spec
 
 
-def networking_available():
-    import importlib.util
-    return importlib.util.find_spec("corral.cni.spec") is not None
-
-
 def _network(spec, opts, *, data_root, namespace, container_id, hostname):
-    net = opts.network
-    if net not in ("none", "host") and networking_available():
-        from corral.cni import spec as cni_spec
+    """Network namespace, hooks, /etc files: corral.cni.spec.apply (bridge, host, none, NAME)."""
+    from corral.cni import spec as cni_spec
+    try:
         cni_spec.apply(spec, data_root=data_root, namespace=namespace, container_id=container_id,
-                       networks=[net], ports=opts.ports, hostname=hostname)
-        return
-    if net == "host":
-        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] not in ("network", "uts")]
-        spec.pop("hostname", None)
-        for f in ("/etc/resolv.conf", "/etc/hosts"):
-            if os.path.exists(f):
-                spec["mounts"].append({"destination": f, "type": "bind", "source": f,
-                                       "options": ["rbind", "rprivate", "ro"]})
-    elif net != "none":
-        raise SpecError(f"network {net!r} is not available: corral's CNI networking is not installed; "
-                        "use --network none or host")
-    elif opts.ports:
-        raise SpecError("-p needs a network: ports cannot be published with --network none")
+                       networks=[opts.network], ports=opts.ports, hostname=hostname,
+                       name=opts.labels.get(L.NAME) or None)
+    except ValueError as e:  # corral.cni's NetworkError: one line for a person
+        raise SpecError(str(e)) from None
 
 
 def to_json(spec):

@@ -13,15 +13,16 @@ FIFO_DIR = "/run/corral/fifo"
 
 
 class FifoIO:
-    """FIFOs for one process: stdin (if wanted), stdout, and stderr (unless a terminal)."""
+    """FIFOs for one process: stdin (if wanted), and unless output=False (the output goes to
+    the container's log) stdout, and stderr unless a terminal."""
 
-    def __init__(self, name, stdin=False, terminal=False, base=FIFO_DIR):
+    def __init__(self, name, stdin=False, terminal=False, output=True, base=FIFO_DIR):
         os.makedirs(base, mode=0o700, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix=name[:12] + "-", dir=base)
         self.terminal = terminal
         self.stdin = os.path.join(self.dir, "stdin") if stdin else ""
-        self.stdout = os.path.join(self.dir, "stdout")
-        self.stderr = "" if terminal else os.path.join(self.dir, "stderr")
+        self.stdout = os.path.join(self.dir, "stdout") if output or terminal else ""
+        self.stderr = os.path.join(self.dir, "stderr") if output and not terminal else ""
         self._fds = {}
         for p in (self.stdin, self.stdout, self.stderr):
             if p:
@@ -79,9 +80,25 @@ class FifoIO:
                     return
         threading.Thread(target=copy, daemon=True).start()
 
+    def follow_log(self, path, out_fd=1, err_fd=2):
+        """Print the container's JSON log as it grows (corral.logs.follow) until finish()."""
+        import time
+        from corral import logs
+        self._log_done = threading.Event()
+        since = time.time_ns()  # what an earlier run of the container logged is not shown
+
+        def copy():
+            with open(out_fd, "wb", closefd=False) as out, open(err_fd, "wb", closefd=False) as err:
+                logs.write(logs.follow(path, since=since, stop=self._log_done.is_set, interval=0.05), out, err)
+        t = threading.Thread(target=copy, daemon=True)
+        t.start()
+        self._threads.append(t)
+
     def finish(self):
-        """The process has exited: copy what is left in the FIFOs, then stop."""
+        """The process has exited: copy what is left in the FIFOs (and the log), then stop."""
         os.write(self._stop_w, b"x")
+        if getattr(self, "_log_done", None) is not None:
+            self._log_done.set()
         for t in self._threads:
             t.join(5)
 

@@ -43,13 +43,11 @@ def configure(p, detach=True):
 def parse_ports(values):
     if not values:
         return []
+    from corral.cni.ports import parse_publish
     try:
-        from corral.cni.ports import parse_publish
-    except ImportError:
-        parse_publish = None
-    if parse_publish is None:
-        raise CLIError("-p needs corral's CNI networking, which is not installed")
-    return [parse_publish(v) for v in values]
+        return [parse_publish(v) for v in values]
+    except ValueError as e:  # corral.cni's NetworkError
+        raise CLIError(str(e)) from None
 
 
 def create_kwargs(opts):
@@ -81,7 +79,7 @@ def create_kwargs(opts):
                 seccomp = False
             else:
                 raise S.SpecError(f"unsupported --security-opt {item!r}: corral knows seccomp=unconfined")
-        network = opts.network or ("bridge" if S.networking_available() else "none")
+        network = opts.network or "bridge"
         o = S.Options(
             command=list(opts.command) or None, entrypoint=opts.entrypoint, env=env, workdir=opts.workdir,
             user=opts.user, hostname=opts.hostname, tty=opts.tty, stdin_open=opts.interactive,
