@@ -122,3 +122,22 @@ def test_start_attach_and_restart(corral, cleanup):
     assert res.returncode == 2 and res.stdout == "again\n"
     corral("restart", "-t", "1", name)
     assert corral("wait", name).stdout == "2\n"
+
+
+def test_detached_rm_removes_after_exit(corral, corrald):
+    before = leftovers(corrald)
+    name = uname()
+    corral("run", "-d", "--rm", "--name", name, "--network", "none", "busybox", "sleep", "0.5")
+    import time
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and name in corral("ps", "-a", "--format", "{{.Names}}").stdout.split():
+        time.sleep(0.2)
+    assert name not in corral("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert leftovers(corrald) == before
+
+
+def test_detached_start_failure_leaves_nothing(corral, corrald):
+    before = leftovers(corrald)
+    res = corral("run", "-d", "--network", "none", "busybox", "/no/such/cmd", check=False)
+    assert res.returncode == 127 and len(res.stderr.strip().splitlines()) == 1
+    assert leftovers(corrald) == before

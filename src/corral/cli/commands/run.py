@@ -107,10 +107,8 @@ def create(opts, env):
 
 def run(opts, env):
     from corral.containers.api import ContainerError
-    if opts.detach and opts.rm and opts.restart not in ("no", ""):
+    if opts.rm and opts.restart not in ("no", ""):
         raise CLIError("--rm and --restart cannot be used together")
-    if opts.detach and opts.interactive and opts.tty is False:
-        pass
     c = create(opts, env)
     if opts.detach:
         try:
@@ -119,7 +117,13 @@ def run(opts, env):
             c.remove(force=True)
             if isinstance(e, ContainerError):
                 raise CLIError(str(e)) from None
+            if isinstance(e, Exception):
+                from corral.cli.attach import start_error
+                raise start_error(e) from None
             raise
+        if opts.rm:
+            from corral.containers.autoremove import spawn
+            spawn(env.address, env.namespace, env.data_root, c.id)
         print(c.id)
         return 0
     from corral.cli.attach import run_attached
