@@ -33,7 +33,8 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 make -s proto PYTHON=.venv/bin/python
 
-# containerd runs the shim's `start` and `delete` for every container: a launcher without the
+# containerd runs the shim's `start` and `delete` for every container, and the shim runs
+# corral-runc create/start/delete/kill: a launcher without the
 # `import re` of pip's generated one (about 7 ms a call) and without the site module (-S, about
 # 3-6 ms): it puts our source and the venv's packages on sys.path itself
 .venv/bin/python - <<'LAUNCHER'
@@ -41,11 +42,12 @@ import os, sys, sysconfig
 import corral
 src = os.path.dirname(os.path.dirname(corral.__file__))
 purelib = sysconfig.get_paths()["purelib"]
-path = os.path.join(sys.prefix, "bin", "containerd-shim-corral-v2")
-with open(path, "w") as f:
-    f.write(f"#!{sys.prefix}/bin/python3 -S\nimport sys\nsys.path[:0] = [{src!r}]\nsys.path.append({purelib!r})\n"
-            "from corral.shim.main import main\nsys.exit(main())\n")
-os.chmod(path, 0o755)
+for name, module in (("containerd-shim-corral-v2", "corral.shim.main"), ("corral-runc", "corral.oci.cli")):
+    path = os.path.join(sys.prefix, "bin", name)
+    with open(path, "w") as f:
+        f.write(f"#!{sys.prefix}/bin/python3 -S\nimport sys\nsys.path[:0] = [{src!r}]\nsys.path.append({purelib!r})\n"
+                f"from {module} import main\nsys.exit(main())\n")
+    os.chmod(path, 0o755)
 LAUNCHER
 
 # entry points on PATH for containerd and for people (they name the venv's interpreter directly)
