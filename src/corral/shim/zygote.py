@@ -37,8 +37,8 @@ def request(address, sock, log_fd, params, timeout=2.0):
                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("2i", sock.fileno(), log_fd))])
         conn.shutdown(_socket.SHUT_WR)
         reply = b""
-        while chunk := conn.recv(4096):
-            reply += chunk
+        while not reply.endswith(b"\n") and (chunk := conn.recv(4096)):
+            reply += chunk  # the pid and a newline: no need to wait for the zygote to close
         return int(reply)
     except (OSError, ValueError):
         return None
@@ -186,7 +186,7 @@ def main(argv=None):
                 for fd in fds:
                     os.close(fd)
                 try:
-                    conn.sendall(str(pid).encode())
+                    conn.sendall(f"{pid}\n".encode())
                 except OSError:
                     pass
     finally:
