@@ -80,7 +80,7 @@ def test_bad_restart_policy(corral, corrald):
 def own_daemon():
     """A daemon of this test's own, so it can be killed without disturbing the session's."""
     from corral.busybox import make_oci_archive
-    d = Corrald(log_level="info")
+    d = Corrald(log_level="debug")
     try:
         d.start()
         archive = os.path.join(d.dir, "busybox.tar")

@@ -184,7 +184,12 @@ class RestartMonitor:
                     self.created[key] = task.pid
                 else:
                     self.created.pop(key, None)
-                if wants_restart(rec.labels, task, startup, stale):
+                want = wants_restart(rec.labels, task, startup, stale)
+                log.debug("restart monitor: %s/%s policy=%s status=%s task=%s exit=%s startup=%s -> %s",
+                          ns.name, rec.id, rec.labels.get(POLICY), rec.labels.get(STATUS),
+                          task.status if task is not None else None,
+                          task.exit_status if task is not None else None, startup, want)
+                if want:
                     if not (startup or stale):
                         self._schedule(key)
                         continue
@@ -230,9 +235,19 @@ class RestartMonitor:
         try:
             c.create_task(cid, "", uri, uri, terminal)
         except ClientError as e:
-            if e.code == "ALREADY_EXISTS":
-                return  # started by someone else meanwhile
-            raise
+            if e.code != "ALREADY_EXISTS" or not startup:
+                if e.code == "ALREADY_EXISTS":
+                    return  # started by someone else meanwhile
+                raise
+            # a create cut short by a daemon crash: the runtime holds a shim and bundle that no
+            # task answers for; delete them and create again
+            log.info("restart monitor: %s/%s has a half-made task; deleting it", ns, cid)
+            try:
+                c.delete_task(cid)
+            except ClientError as e2:
+                if e2.code != "NOT_FOUND":
+                    raise
+            c.create_task(cid, "", uri, uri, terminal)
         try:
             pid = c.start_task(cid)
         except BaseException:
