@@ -123,7 +123,7 @@ class Containers:
         else:
             name = names.generate_name(taken)
         restart = restart or "no"
-        _check_restart(restart)
+        check_restart(restart)
         cid = names.new_id()
         ns = self.client.namespace
         cdir = os.path.join(self.data_root, "containers", ns, cid)
@@ -189,7 +189,7 @@ def _ignore(fn, *a, **kw):
         pass
 
 
-def _check_restart(policy):
+def check_restart(policy):
     name, _, count = policy.partition(":")
     if name not in ("no", "always", "on-failure", "unless-stopped") or (count and (name != "on-failure" or not count.isdigit())):
         raise SpecError(f"invalid restart policy {policy!r}: want no, always, on-failure[:N] or unless-stopped")

@@ -106,7 +106,12 @@ def create(opts, env):
 
 
 def run(opts, env):
-    from corral.containers.api import ContainerError
+    from corral.containers.api import ContainerError, check_restart
+    from corral.containers.spec import SpecError
+    try:
+        check_restart(opts.restart)
+    except SpecError as e:
+        raise CLIError(str(e)) from None
     if opts.rm and opts.restart not in ("no", ""):
         raise CLIError("--rm and --restart cannot be used together")
     c = create(opts, env)
