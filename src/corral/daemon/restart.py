@@ -97,6 +97,7 @@ class RestartMonitor:
         self.due = {}       # (ns, id) -> monotonic time of the next attempt
         self.backoff = {}   # (ns, id) -> (delay used last, monotonic time of that start)
         self.created = {}   # (ns, id) -> pid of a task found only created at the last check
+        self.retry_startup = set()  # (ns, id) whose start-up restart failed: retried as such
 
     # -- plugin life
 
@@ -138,7 +139,8 @@ class RestartMonitor:
             for key in [k for k, t in self.due.items() if t <= now]:
                 del self.due[key]
                 try:
-                    self._restart(*key)
+                    self._restart(*key, startup=key in self.retry_startup)
+                    self.retry_startup.discard(key)
                 except Exception as e:
                     log.warning("restart monitor: restarting %s/%s failed: %s", key[0], key[1], e)
                     self._schedule(key)
@@ -197,6 +199,7 @@ class RestartMonitor:
                         self._restart(*key, startup=True)
                     except Exception as e:
                         log.warning("restart monitor: starting %s/%s failed: %s", ns.name, rec.id, e)
+                        self.retry_startup.add(key)
                         self._schedule(key)
 
     def _restart(self, ns, cid, startup=False):
