@@ -22,6 +22,7 @@ SNAPSHOTTER = "overlayfs"
 DEFAULT_DATA_ROOT = "/var/lib/corral"
 LOG_MAX_SIZE = 10 << 20
 LOG_MAX_FILE = 3
+RESTART_SETTLE = 1.0  # seconds a stopped container with a restart policy is watched for a late restart
 
 
 class ContainerError(Exception):
@@ -347,13 +348,13 @@ class Container:
         # a restart the daemon decided on just before the label changed may still come: watch
         # for it a little while and stop that run too
         code = self._stop_task(timeout)
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + RESTART_SETTLE
         while time.monotonic() < deadline:
             time.sleep(0.1)
             self._task = None
             if self.status in ("running", "paused"):
                 code = self._stop_task(timeout)
-                deadline = time.monotonic() + 0.5
+                deadline = time.monotonic() + RESTART_SETTLE
         return code
 
     def _stop_task(self, timeout):
