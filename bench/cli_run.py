@@ -3,7 +3,9 @@ against corrald, vs `ctr run --rm` of the same image on real containerd 1.6 (its
 runc shim), both daemons side by side, runs interleaved.
 
 Usage: .venv/bin/python bench/cli_run.py [-n RUNS]
-Prints the median wall time of each and the ratio corral/ctr (target: <= 1.0).
+Prints the median wall time of each and the ratio corral/ctr (target: <= 1.0). corral applies
+docker's default seccomp profile and ctr does not: the unconfined line
+(--security-opt seccomp=unconfined) is the like-for-like one.
 """
 
 import argparse
@@ -48,20 +50,24 @@ def main():
             d.ctr("images", "import", archive)
         corral = [CORRAL, "--address", ours.sock, "--data-root", ours.root, "run", "--rm", "--network", "none",
                   "busybox", "/bin/true"]
+        unconfined = corral[:-2] + ["--security-opt", "seccomp=unconfined"] + corral[-2:]
 
         def ctr(i):
             return ["ctr", "--address", theirs.sock, "run", "--rm", IMAGE, f"bench{os.getpid()}-{i}", "/bin/true"]
         for i in range(3):  # warm caches (and corral's shim zygote)
             timed(corral)
+            timed(unconfined)
             timed(ctr(f"w{i}"))
-        samples = {"corral": [], "ctr": []}
+        samples = {"corral": [], "unconfined": [], "ctr": []}
         for i in range(args.runs):
             samples["corral"].append(timed(corral))
+            samples["unconfined"].append(timed(unconfined))
             samples["ctr"].append(timed(ctr(i)))
         med = {k: statistics.median(v) for k, v in samples.items()}
-        print(f"corral run --rm (corrald)  median {med['corral'] * 1000:7.1f} ms over {args.runs} runs")
-        print(f"ctr run --rm (containerd)  median {med['ctr'] * 1000:7.1f} ms over {args.runs} runs")
-        print(f"corral/ctr = {med['corral'] / med['ctr']:.2f}")
+        print(f"corral run --rm (corrald)            median {med['corral'] * 1000:7.1f} ms over {args.runs} runs")
+        print(f"  ... --security-opt seccomp=unconfined  median {med['unconfined'] * 1000:7.1f} ms")
+        print(f"ctr run --rm (containerd)            median {med['ctr'] * 1000:7.1f} ms")
+        print(f"corral/ctr = {med['corral'] / med['ctr']:.2f}   unconfined/ctr = {med['unconfined'] / med['ctr']:.2f}")
     finally:
         ours.cleanup()
         theirs.cleanup()
