@@ -136,6 +136,10 @@ class Containers:
                        L.HOSTNAME: opts.hostname or cid[:12],
                        L.NETWORKS: json.dumps([opts.network]), L.PORTS: json.dumps(opts.ports),
                        L.PLATFORM: f"{img.config().get('os', 'linux')}/{img.config().get('architecture', '')}"})
+        stop_signal = (img.config().get("config") or {}).get("StopSignal")
+        if stop_signal:
+            parse_signal(stop_signal)  # a bad one is refused now, not at stop
+            labels[L.STOP_SIGNAL] = stop_signal
         if opts.tty:
             labels[L.TTY] = "1"
         if opts.stdin_open:
@@ -363,7 +367,7 @@ class Container:
             return self.exit_code
         fut = self.client.wait_task_future(self.id)
         try:
-            self.client.kill(self.id, _signal.SIGTERM)
+            self.client.kill(self.id, parse_signal(self.record.labels.get(L.STOP_SIGNAL) or "SIGTERM"))
         except _client_error():
             pass
         try:

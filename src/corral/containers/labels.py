@@ -10,7 +10,7 @@ PLATFORM = "corral/platform"
 CREATED_BY = "corral/created-by"  # "corral": containers made by the CLI or the client API
 STDIN_OPEN = "corral/stdin-open"  # "1" when made with -i
 TTY = "corral/tty"                # "1" when made with -t
-AUTO_REMOVE = "corral/auto-remove"
+STOP_SIGNAL = "corral/stop-signal"  # the image's StopSignal, used by stop
 
 # containerd's restart-monitor label names
 RESTART_POLICY = "containerd.io/restart.policy"
