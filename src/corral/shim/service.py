@@ -241,8 +241,13 @@ class TaskService:
         if proc.io:
             proc.io.close()
         self.oom.remove(c.id)
+        rootfs = os.path.join(c.bundle, "rootfs")
         if c.rootfs_mounted:
-            mounts.unmount_rootfs(os.path.join(c.bundle, "rootfs"))
+            mounts.unmount_rootfs(rootfs)
+        if not c.rootfs_mounted or not mounts.is_mount_point(rootfs):
+            from corral.shim.start import note_clean_delete
+
+            note_clean_delete(c.bundle)
         del self.containers[c.id]
         event = ev.TaskDelete(container_id=c.id, pid=proc.pid, exit_status=proc.exit_status, id=c.id)
         _ts(event.exited_at, proc.exited_at)
