@@ -6,11 +6,19 @@ import json
 import os
 import signal
 import time
+import uuid
 
 import pytest
 
 from corral.client import Client, ClientError
 from tests.helpers.corrald import Corrald
+
+# the runtime state root is shared by every daemon here: names unique to this run
+SUFFIX = uuid.uuid4().hex[:8]
+
+
+def N(name):
+    return f"{name}-{SUFFIX}"
 
 IMAGE = "docker.io/library/busybox:latest"
 RUNTIME = "io.containerd.corral.v2"
@@ -96,58 +104,58 @@ def _until(cond, timeout=20, what="condition"):
 
 
 def test_always_restarts_a_container_that_exits(daemon):
-    log = _run(daemon, "r-always", "always", "echo run; exit 0")
+    log = _run(daemon, N("r-always"), "always", "echo run; exit 0")
     _until(lambda: _lines(log).count("run\n") >= 4, what="four runs")
-    assert int(_labels(daemon, "r-always")["containerd.io/restart.count"]) >= 3
+    assert int(_labels(daemon, N("r-always"))["containerd.io/restart.count"]) >= 3
     assert "restarted default/r-always" in daemon.log_text()
 
 
 def test_on_failure_stops_after_n_restarts(daemon):
-    log = _run(daemon, "r-fail", "on-failure:2", "echo run; exit 3")
-    _until(lambda: _labels(daemon, "r-fail").get("containerd.io/restart.count") == "2", what="two restarts")
-    _until(lambda: _status(daemon, "r-fail") == STOPPED, what="the last run to end")
+    log = _run(daemon, N("r-fail"), "on-failure:2", "echo run; exit 3")
+    _until(lambda: _labels(daemon, N("r-fail")).get("containerd.io/restart.count") == "2", what="two restarts")
+    _until(lambda: _status(daemon, N("r-fail")) == STOPPED, what="the last run to end")
     time.sleep(2.5)  # backoff and two periodic checks: no third restart
     assert _lines(log) == ["run\n"] * 3
-    assert _labels(daemon, "r-fail")["containerd.io/restart.count"] == "2"
-    assert _task(daemon, "r-fail").exit_status == 3
+    assert _labels(daemon, N("r-fail"))["containerd.io/restart.count"] == "2"
+    assert _task(daemon, N("r-fail")).exit_status == 3
 
 
 def test_on_failure_leaves_a_clean_exit_alone(daemon):
-    log = _run(daemon, "r-ok", "on-failure", "echo run; exit 0")
-    _until(lambda: _status(daemon, "r-ok") == STOPPED, what="the exit")
+    log = _run(daemon, N("r-ok"), "on-failure", "echo run; exit 0")
+    _until(lambda: _status(daemon, N("r-ok")) == STOPPED, what="the exit")
     time.sleep(2.5)
     assert _lines(log) == ["run\n"]
-    assert "containerd.io/restart.count" not in _labels(daemon, "r-ok")
+    assert "containerd.io/restart.count" not in _labels(daemon, N("r-ok"))
 
 
 def test_explicit_stop_is_not_restarted(daemon):
-    log = _run(daemon, "r-stop", "always", "echo run; exec sleep 60")
+    log = _run(daemon, N("r-stop"), "always", "echo run; exec sleep 60")
     _until(lambda: _lines(log) == ["run\n"], what="the first run")
     with Client(daemon.sock) as c:
-        c.update_container_labels("r-stop", {"containerd.io/restart.status": "stopped"})
-        c.kill("r-stop", signal.SIGKILL)
-    _until(lambda: _status(daemon, "r-stop") == STOPPED, what="the kill")
+        c.update_container_labels(N("r-stop"), {"containerd.io/restart.status": "stopped"})
+        c.kill(N("r-stop"), signal.SIGKILL)
+    _until(lambda: _status(daemon, N("r-stop")) == STOPPED, what="the kill")
     time.sleep(2.5)
-    assert _task(daemon, "r-stop").status == STOPPED
+    assert _task(daemon, N("r-stop")).status == STOPPED
     assert _lines(log) == ["run\n"]
 
 
 def test_never_started_container_is_left_alone(daemon):
     daemon.ctr("containers", "create", "--snapshotter", "overlayfs", "--runtime", RUNTIME,
-               "--label", "containerd.io/restart.policy=always", IMAGE, "r-created", "true")
+               "--label", "containerd.io/restart.policy=always", IMAGE, N("r-created"), "true")
     daemon.stop(signal.SIGKILL)
     daemon.start()
     time.sleep(2.5)
-    assert _task(daemon, "r-created") is None
+    assert _task(daemon, N("r-created")) is None
 
 
 def test_policies_survive_a_daemon_sigkill(daemon):
     """The task exits while the daemon is dead; the restarted daemon starts it again. A stopped
     unless-stopped container stays stopped; a stopped `always` one is started (docker's rule
     for a daemon restart)."""
-    log = _run(daemon, "r-surv", "always", "echo run; sleep 1; exit 1")
-    keep = _run(daemon, "r-kept", "unless-stopped", "echo run; exit 0", status="stopped")
-    back = _run(daemon, "r-back", "always", "echo run; exit 0", status="stopped")
+    log = _run(daemon, N("r-surv"), "always", "echo run; sleep 1; exit 1")
+    keep = _run(daemon, N("r-kept"), "unless-stopped", "echo run; exit 0", status="stopped")
+    back = _run(daemon, N("r-back"), "always", "echo run; exit 0", status="stopped")
     _until(lambda: _lines(log) and _lines(keep) and _lines(back), what="the first runs")
     daemon.stop(signal.SIGKILL)
     time.sleep(2.5)  # r-surv exits with no daemon to hear it
@@ -155,7 +163,7 @@ def test_policies_survive_a_daemon_sigkill(daemon):
     daemon.start()
     _until(lambda: len(_lines(log)) > n, what="a run after the daemon came back")
     _until(lambda: len(_lines(back)) >= 2, what="the stopped `always` container to run again")
-    assert _labels(daemon, "r-back")["containerd.io/restart.status"] == "running"
+    assert _labels(daemon, N("r-back"))["containerd.io/restart.status"] == "running"
     time.sleep(1.5)
     assert _lines(keep) == ["run\n"]
 
@@ -163,9 +171,9 @@ def test_policies_survive_a_daemon_sigkill(daemon):
 def test_a_container_lost_with_its_shim_is_started_again(daemon):
     """Daemon, shim and container all killed with SIGKILL (as a crash would): the restarted
     daemon cleans up the dead shim and starts the container again from its record."""
-    log = _run(daemon, "r-lost", "always", "echo run; exec sleep 60")
+    log = _run(daemon, N("r-lost"), "always", "echo run; exec sleep 60")
     _until(lambda: _lines(log) == ["run\n"], what="the first run")
-    pid = _task(daemon, "r-lost").pid
+    pid = _task(daemon, N("r-lost")).pid
     with open(f"/proc/{pid}/stat") as f:
         shim = int(f.read().rsplit(")", 1)[1].split()[1])
     daemon.stop(signal.SIGKILL)
@@ -173,8 +181,8 @@ def test_a_container_lost_with_its_shim_is_started_again(daemon):
     os.kill(pid, signal.SIGKILL)
     daemon.start()
     _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run after the daemon came back")
-    _until(lambda: _status(daemon, "r-lost") == 2, what="the new task running")
-    assert _task(daemon, "r-lost").pid != pid
+    _until(lambda: _status(daemon, N("r-lost")) == 2, what="the new task running")
+    assert _task(daemon, N("r-lost")).pid != pid
 
 
 def _create_only(d, name):
@@ -191,12 +199,12 @@ def _create_only(d, name):
 
 
 def test_a_task_left_created_is_started_by_a_later_check(daemon):
-    _create_only(daemon, "r-half")
-    _until(lambda: _status(daemon, "r-half") == 2, timeout=10, what="the stale created task to be started")
+    _create_only(daemon, N("r-half"))
+    _until(lambda: _status(daemon, N("r-half")) == 2, timeout=10, what="the stale created task to be started")
 
 
 def test_a_task_left_created_by_a_crash_is_started_at_start_up(daemon):
-    _create_only(daemon, "r-cut")
+    _create_only(daemon, N("r-cut"))
     daemon.stop(signal.SIGKILL)
     daemon.start()
-    _until(lambda: _status(daemon, "r-cut") == 2, timeout=10, what="the task started again")
+    _until(lambda: _status(daemon, N("r-cut")) == 2, timeout=10, what="the task started again")

@@ -5,10 +5,18 @@ import json
 import os
 import select
 import time
+import uuid
 
 import pytest
 
 from tests.helpers.corrald import Corrald
+
+# the runtime state root is shared by every daemon here: names unique to this run
+SUFFIX = uuid.uuid4().hex[:8]
+
+
+def N(name):
+    return f"{name}-{SUFFIX}"
 
 IMAGE = "docker.io/library/busybox:latest"
 RUNTIME = "io.containerd.corral.v2"
@@ -43,7 +51,7 @@ def _run(daemon, name, uri, *cmd, extra=()):
 
 def test_stdout_and_stderr_as_json_lines(daemon):
     path = os.path.join(daemon.dir, "logs", "a-json.log")
-    _run(daemon, "jf-a", f"jsonfile://{path}", "sh", "-c", "echo out1; echo err1 >&2; printf 'tail'")
+    _run(daemon, N("jf-a"), f"jsonfile://{path}", "sh", "-c", "echo out1; echo err1 >&2; printf 'tail'")
     entries = _entries(path)
     assert [(e["stream"], e["log"]) for e in entries if e["stream"] == "stdout"] == [("stdout", "out1\n"),
                                                                                      ("stdout", "tail")]
@@ -52,7 +60,7 @@ def test_stdout_and_stderr_as_json_lines(daemon):
 
 def test_rotation_from_a_container(daemon):
     path = os.path.join(daemon.dir, "logs", "rot-json.log")
-    _run(daemon, "jf-rot", f"jsonfile://{path}?max-size=4096&max-file=2",
+    _run(daemon, N("jf-rot"), f"jsonfile://{path}?max-size=4096&max-file=2",
          "sh", "-c", "i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done")
     names = sorted(n for n in os.listdir(os.path.dirname(path)) if n.startswith("rot-json.log"))
     assert names == ["rot-json.log", "rot-json.log.1"]
@@ -65,7 +73,7 @@ def test_rotation_from_a_container(daemon):
 def test_terminal_output_is_logged_as_stdout(daemon):
     from corral.client import Client
     path = os.path.join(daemon.dir, "logs", "tty-json.log")
-    name = "jf-tty"
+    name = N("jf-tty")
     uri = f"jsonfile://{path}"
     try:
         daemon.ctr("containers", "create", "--snapshotter", "overlayfs", "--runtime", RUNTIME, "--tty",
@@ -86,7 +94,7 @@ def test_terminal_output_is_logged_as_stdout(daemon):
 
 def test_exec_process_logs_too(daemon):
     path = os.path.join(daemon.dir, "logs", "exec-json.log")
-    name = "jf-exec"
+    name = N("jf-exec")
     try:
         daemon.ctr("run", "-d", "--snapshotter", "overlayfs", "--runtime", RUNTIME, IMAGE, name, "sleep", "30")
         daemon.ctr("tasks", "exec", "--exec-id", "e1", "--log-uri", f"jsonfile://{path}", name,
@@ -104,7 +112,7 @@ def test_exec_process_logs_too(daemon):
 
 def test_file_uri_still_plain_text(daemon):
     path = os.path.join(daemon.dir, "logs", "plain.log")
-    _run(daemon, "jf-plain", f"file://{path}", "sh", "-c", "echo plain")
+    _run(daemon, N("jf-plain"), f"file://{path}", "sh", "-c", "echo plain")
     with open(path) as f:
         assert f.read() == "plain\n"
 
@@ -117,7 +125,7 @@ def test_a_stalled_log_destination_stalls_only_that_container(daemon):
     path = os.path.join(daemon.dir, "slow-json.log")
     os.mkfifo(path)
     r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    name = "jf-slow"
+    name = N("jf-slow")
     n = 200000  # 1 MB: far more than the pipe and the FIFO hold
     try:
         daemon.ctr("run", "-d", "--snapshotter", "overlayfs", "--runtime", RUNTIME, "--log-uri",
