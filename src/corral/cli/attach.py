@@ -20,7 +20,7 @@ def start_error(e):
 
 
 def run_attached(c, stdin=False, tty=False, remove=False):
-    from corral.containers.stdio import FifoIO, RawTerminal
+    from corral.containers.stdio import FifoIO
     io = FifoIO(c.id, stdin=stdin, terminal=tty, output=False)
     try:
         if tty:
@@ -110,7 +110,7 @@ def _safe(fn, *a):
         pass
 
 
-def exec_attached(c, exec_id_holder, io, stdin, tty, start):
+def exec_attached(c, io, stdin, tty, start):
     """Follow an exec process started by `start()` (which returns its exec id)."""
     client = c.client
     io.start_output()

@@ -22,7 +22,6 @@ def _detail(event):
 
 def run(opts, env):
     import json
-    import sys
     import time
     sub = env.client().events(*opts.filter)
     try:

@@ -39,6 +39,6 @@ def run(opts, env):
     from corral.containers.stdio import FifoIO
     io = FifoIO(c.id, stdin=opts.interactive, terminal=opts.tty)
     try:
-        return exec_attached(c, None, io, opts.interactive, opts.tty, lambda: start(io))
+        return exec_attached(c, io, opts.interactive, opts.tty, lambda: start(io))
     finally:
         io.close()

@@ -40,7 +40,7 @@ def run(opts, env):
                     if opts.type == "container":
                         raise
             out.append(_image(client.images.get(name)))
-        except (ContainerError, ImageNotFound, ClientError) as e:
+        except (ContainerError, ImageNotFound, ClientError):
             print(f"corral: no such object: {name}", file=sys.stderr)
             failed = True
     if opts.format:

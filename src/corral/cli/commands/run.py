@@ -1,9 +1,6 @@
 """`corral run [flags] IMAGE [COMMAND [ARG...]]`: create a container and start it; attached
 (the default) it prints the output and exits with the container's status."""
 
-import os
-import sys
-
 from corral.cli.errors import CLIError
 
 
