@@ -31,6 +31,7 @@ def run_attached(c, stdin=False, tty=False, remove=False):
             c.start(io=io)
         except Exception as e:
             raise start_error(e) from None
+        io.unlink()
         return _follow(c, io, stdin, tty, lambda: c.client.close_stdin(c.id),
                        lambda sig: c.client.kill(c.id, sig),
                        lambda w, h: c.client.resize_pty(c.id, w, h),
@@ -121,6 +122,7 @@ def exec_attached(c, io, stdin, tty, start):
             client.start_task(c.id, exec_id)
         except Exception as e:
             raise start_error(e) from None
+        io.unlink()
         return _follow(c, io, stdin, tty, lambda: client.close_stdin(c.id, exec_id),
                        lambda sig: client.kill(c.id, sig, exec_id=exec_id),
                        lambda w, h: client.resize_pty(c.id, w, h, exec_id=exec_id),

@@ -32,6 +32,11 @@ class FifoIO:
         self._threads = []
         self._stop_r, self._stop_w = os.pipe()
 
+    def unlink(self):
+        """Remove the FIFOs' names once the shim has opened them (the open FIFOs work on), so
+        nothing is left behind even if this process is killed."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def paths(self):
         return {"stdin": self.stdin, "stdout": self.stdout, "stderr": self.stderr, "terminal": self.terminal}
 
