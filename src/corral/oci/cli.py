@@ -2,11 +2,10 @@
 
 The dispatcher parses the global flags, then imports only the module of the verb asked for
 (`corral.oci.commands.<verb>`), so each command pays only for what it uses. A command module
-defines HELP, configure(parser) and run(ctx, args) -> exit status.
+defines HELP, configure(parser) and run(ctx, args) -> exit status. Plain command lines are
+parsed by quickargs; argparse is imported only for help, errors and unusual forms.
 """
 
-import argparse
-import importlib
 import os
 import sys
 
@@ -32,7 +31,43 @@ class Context:
         self.log = Logger(ns.log, ns.log_format, ns.debug)
 
 
+# global options that take a value, and flags
+GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format", "--rootless": "rootless",
+                 "--criu": "criu"}
+GLOBAL_FLAGS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup", "-v": "version",
+                "--version": "version", "-h": "help", "--help": "help"}
+
+
+def _quick_globals(argv):
+    """(global options, index of the verb) for a plain command line; None for anything else."""
+    from corral.oci.quickargs import Namespace
+
+    ns = Namespace(root=DEFAULT_ROOT, log=None, log_format="text", debug=False, systemd_cgroup=False,
+                   rootless="auto", criu=None, version=False, help=False)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in VERBS:
+            return (ns, i) if not (ns.version or ns.help) else None
+        name, eq, value = arg.partition("=")
+        if name in GLOBAL_VALUES:
+            if not eq:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                    return None
+                i += 1
+                value = argv[i]
+            setattr(ns, GLOBAL_VALUES[name], value)
+        elif arg in GLOBAL_FLAGS:
+            setattr(ns, GLOBAL_FLAGS[arg], True)
+        else:
+            return None
+        i += 1
+    return None
+
+
 def _global_parser():
+    import argparse
+
     p = argparse.ArgumentParser(prog="corral-runc", add_help=False,
                                 description="corral-runc: run containers from OCI bundles")
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state")
@@ -58,6 +93,10 @@ def _usage():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    quick = _quick_globals(argv)
+    if quick is not None and quick[0].log_format in ("text", "json"):
+        ns, verb_at = quick
+        return _dispatch(ns, argv[verb_at], argv[verb_at + 1:])
     gp = _global_parser()
     ns, rest = gp.parse_known_args(argv)
     # global flags must precede the verb; parse_known_args may have taken later ones too,
@@ -80,11 +119,20 @@ def main(argv=None):
             return 2
         print(_usage())
         return 0 if ns.help else 2
-    verb = rest[0]
-    module = importlib.import_module(f"corral.oci.commands.{verb}")
-    parser = argparse.ArgumentParser(prog=f"corral-runc {verb}", description=module.HELP)
-    module.configure(parser)
-    args = parser.parse_args(rest[1:])
+    return _dispatch(ns, rest[0], rest[1:])
+
+
+def _dispatch(ns, verb, argv):
+    from corral.oci import quickargs
+
+    module = getattr(__import__(f"corral.oci.commands.{verb}").oci.commands, verb)
+    recorder = quickargs.Recorder()
+    module.configure(recorder)
+    args = quickargs.parse(recorder.calls, argv)
+    if args is None:
+        import argparse
+        parser = argparse.ArgumentParser(prog=f"corral-runc {verb}", description=module.HELP)
+        args = recorder.replay(parser).parse_args(argv)
     ctx = Context(ns)
     try:
         return module.run(ctx, args) or 0

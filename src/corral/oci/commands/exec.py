@@ -1,5 +1,4 @@
-import argparse
-import json
+from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import os
 import _socket
 
@@ -28,7 +27,7 @@ def configure(p):
     p.add_argument("--apparmor", default=None)
     p.add_argument("--ignore-paused", action="store_true")
     p.add_argument("container_id")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs="...")  # argparse.REMAINDER
 
 
 def _process(c, args):
@@ -38,7 +37,7 @@ def _process(c, args):
     if args.process:
         try:
             with open(args.process) as f:
-                process = json.load(f)
+                process = json.loads(f.read())
         except OSError as e:
             raise RuntimeFailure(f"cannot read the process file {args.process}: {e.strerror}") from None
         except ValueError as e:

@@ -1,4 +1,3 @@
-import argparse
 import json
 import subprocess
 
@@ -11,7 +10,8 @@ HELP = "list the processes of a container (ps arguments after the ID, default -e
 def configure(p):
     p.add_argument("-f", "--format", choices=("table", "json"), default="table")
     p.add_argument("container_id")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="arguments for ps (default -ef)")
+    p.add_argument("ps_args", nargs="...",  # argparse.REMAINDER
+                   help="arguments for ps (default -ef)")
 
 
 def run(ctx, args):
