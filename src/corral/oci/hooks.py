@@ -1,7 +1,7 @@
 """OCI hooks: each runs with the container's state JSON on stdin, its own args and env, and an
 optional timeout (seconds) after which it is killed and counts as failed."""
 
-import json
+from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import os
 import time
 

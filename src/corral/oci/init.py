@@ -10,7 +10,7 @@ Messages to the parent go over a SOCK_SEQPACKET socket as small JSON objects; an
 {"t": "error", "msg": ...}, which the parent prints as its one line.
 """
 
-import json
+from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import os
 
 import _signal  # the C module: `signal` builds enums we do not need

@@ -4,7 +4,7 @@ containerd's shim reads the last JSON line of the log file to report why a comma
 so errors must be written here as {"level": "error", "msg": ..., "time": ...}.
 """
 
-import json
+from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import sys
 import time
 

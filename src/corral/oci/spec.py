@@ -6,7 +6,7 @@ security fields are checked by the validate() functions of their modules. Anythi
 support is refused with one clear line, never ignored.
 """
 
-import json
+from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import os
 
 from corral.oci.errors import RuntimeFailure

@@ -5,7 +5,7 @@ Status is read from the live system each time: the init's PID together with its 
 (present until `start`), and the cgroup freezer.
 """
 
-import json
+from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import os
 
 from corral.oci.errors import RuntimeFailure
@@ -120,7 +120,7 @@ class Container:
                          owner=self.owner)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
-            f.write(json.dumps(self.data))  # dumps uses the C encoder, dump does not
+            f.write(json.dumps(self.data))
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
 
@@ -130,8 +130,8 @@ def load(ctx, container_id):
     check_id(container_id)
     path = os.path.join(root, container_id, STATE_FILE)
     try:
-        with open(path) as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
     except FileNotFoundError:
         raise RuntimeFailure(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:

@@ -85,10 +85,10 @@ def _start_or_delete(ctx, cid):
 
 
 def _wants_terminal(bundle):
-    import json
+    from corral.oci import jsonfast as json
     try:
         with open(os.path.join(bundle, "config.json")) as f:
-            return bool((json.load(f).get("process") or {}).get("terminal"))
+            return bool((json.loads(f.read()).get("process") or {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False  # create reports the problem
 
