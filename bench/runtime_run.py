@@ -1,7 +1,9 @@
 """`corral-runc run` vs `runc run` vs `crun run` of /bin/true on one busybox bundle.
 
 Usage: .venv/bin/python bench/runtime_run.py [-n RUNS]
-Prints the median wall time of each runtime and the ratios corral-runc/peer.
+Prints the median wall time of each runtime's `run`, of `create` and `start` as containerd's
+shim calls them (then `delete`), and the ratios corral-runc/peer. The runtimes take turns run by
+run, so a busy machine slows them alike.
 """
 
 import argparse
@@ -27,17 +29,34 @@ def runtimes():
     return found
 
 
-def time_runs(binary, bundle, root, runs):
-    samples = []
-    for i in range(runs):
-        cid = f"bench{os.getpid()}-{i}"
+def _timed(cmd, cwd):
+    # output to a file, not a pipe: a created container's init holds it until start
+    with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        res = subprocess.run([binary, "--root", root, "run", cid], cwd=bundle, capture_output=True, text=True)
-        samples.append(time.perf_counter() - t0)
-        if res.returncode != 0:
-            subprocess.run([binary, "--root", root, "delete", "--force", cid], capture_output=True)
-            return None, (res.stderr.strip().splitlines() or ["exit %d" % res.returncode])[-1]
-    return statistics.median(samples), None
+        code = subprocess.call(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        elapsed = time.perf_counter() - t0
+        if code != 0:
+            out.seek(0)
+            raise RuntimeError((out.read().decode().strip().splitlines() or ["exit %d" % code])[-1])
+    return elapsed
+
+
+def one_round(binary, bundle, root, cid):
+    """{phase: seconds} for run, then create + start + delete of a detached /bin/true."""
+    base = [binary, "--root", root]
+    times = {"run": _timed(base + ["run", cid], bundle)}
+    cid += "-cs"
+    times["create"] = _timed(base + ["create", "--bundle", bundle, cid], bundle)
+    try:
+        times["start"] = _timed(base + ["start", cid], bundle)
+    finally:
+        t0 = time.perf_counter()
+        subprocess.run(base + ["delete", "--force", cid], capture_output=True)
+        times["delete"] = time.perf_counter() - t0
+    return times
+
+
+PHASES = ("run", "create", "start", "delete")
 
 
 def main():
@@ -48,19 +67,29 @@ def main():
     try:
         bundle = os.path.join(tmp, "bundle")
         make_bundle(bundle, args=["/bin/true"])
-        results = {}
+        samples = {}
         for name, binary in runtimes():
-            time_runs(binary, bundle, os.path.join(tmp, name), 3)  # warm caches
-            median, err = time_runs(binary, bundle, os.path.join(tmp, name), args.runs)
-            if err:
-                print(f"{name:12s} unavailable here: {err}")
+            try:
+                for i in range(3):  # warm caches
+                    one_round(binary, bundle, os.path.join(tmp, name), f"warm{os.getpid()}-{i}")
+            except RuntimeError as e:
+                print(f"{name:12s} unavailable here: {e}")
                 continue
-            results[name] = median
-            print(f"{name:12s} median {median * 1000:7.1f} ms over {args.runs} runs")
-        ours = results.get("corral-runc")
+            samples[name] = (binary, {p: [] for p in PHASES})
+        for i in range(args.runs):
+            for name, (binary, per_phase) in samples.items():
+                for phase, t in one_round(binary, bundle, os.path.join(tmp, name), f"b{os.getpid()}-{i}").items():
+                    per_phase[phase].append(t)
+        medians = {name: {p: statistics.median(v) for p, v in per_phase.items()}
+                   for name, (_, per_phase) in samples.items()}
+        print(f"median ms over {args.runs} runs: " + "  ".join(f"{p:>7s}" for p in PHASES))
+        for name, m in medians.items():
+            print(f"{name:12s}" + " " * 20 + "  ".join(f"{m[p] * 1000:7.1f}" for p in PHASES))
+        ours = medians.get("corral-runc")
         for peer in ("runc", "crun"):
-            if ours and peer in results:
-                print(f"corral-runc/{peer} = {ours / results[peer]:.2f}")
+            if ours and peer in medians:
+                ratios = "  ".join(f"{p} {ours[p] / medians[peer][p]:.2f}" for p in PHASES)
+                print(f"corral-runc/{peer}: {ratios}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
