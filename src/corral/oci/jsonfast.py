@@ -55,8 +55,22 @@ def _slow_loads(text):
     return json.loads(text)
 
 
-def dumps(obj):
+def dumps(obj, indent=None):
+    if indent is not None:
+        return _pretty(obj, " " * indent, "\n")
     markers = {}
     encode = _json.make_encoder(markers, _not_serializable, _json.encode_basestring_ascii, None,
                                 ": ", ", ", False, False, True)
     return "".join(encode(obj, 0))
+
+
+def _pretty(obj, step, newline):
+    """json.dumps(obj, indent=len(step)) (the C encoder has no indent)."""
+    inner = newline + step
+    if isinstance(obj, dict) and obj:
+        items = (f"{dumps(k if isinstance(k, str) else dumps(k))}: {_pretty(v, step, inner)}"
+                 for k, v in obj.items())
+        return "{" + inner + ("," + inner).join(items) + newline + "}"
+    if isinstance(obj, (list, tuple)) and obj:
+        return "[" + inner + ("," + inner).join(_pretty(v, step, inner) for v in obj) + newline + "]"
+    return dumps(obj)

@@ -1,4 +1,4 @@
-import json
+from corral.oci import jsonfast as json  # json.dumps without importing json (re)
 
 from corral.oci import state
 
