@@ -57,6 +57,21 @@ def test_kill_signal_forms(rt, cid):
     assert res.returncode == 1
 
 
+def test_kill_created_container_ends_its_waiting_init(rt, cid):
+    # the waiting init is pid 1 of its namespace, which drops unhandled signals: runc's dies
+    bundle = rt.bundle(args=["sleep", "1000"])
+    for n, sig in enumerate(("TERM", "INT", "HUP")):
+        c = f"{cid}-{n}"
+        rt.ok("create", "--bundle", bundle, c)
+        pid = rt.state(c)["pid"]
+        rt.ok("kill", c, sig)
+        assert rt.wait_status(c, "stopped") == "stopped"
+        res = rt("start", c)
+        assert res.returncode == 1
+        rt.ok("delete", c)
+        assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/stat").read().split()[2] in "ZX"
+
+
 def test_delete_force_running_and_created(rt, cid):
     bundle = rt.bundle(args=["sleep", "1000"], changes=_cgpath(cid))
     rt.ok("create", "--bundle", bundle, cid)

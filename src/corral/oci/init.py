@@ -216,6 +216,10 @@ def _after_ready(sock, setup, exe, env, last_step):
     process = spec["process"]
     hooks = spec.get("hooks") or {}
     sock.close()
+    # As pid 1 of its namespace, init ignores signals it has no handler for, even from the host:
+    # a kill of a created container must still end it (runc's waiting init exits with 2)
+    for sig in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM):
+        _signal.signal(sig, _exit_waiting)
     try:
         fifo = os.open(f"/proc/self/fd/{setup.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
@@ -229,6 +233,10 @@ def _after_ready(sock, setup, exe, env, last_step):
             "ociVersion": spec.get("ociVersion"), "id": setup.id, "status": "created",
             "pid": os.getpid(), "bundle": setup.bundle, "annotations": spec.get("annotations") or {}})
     exec_process(exe, process["args"], env, setup.preserve_fds, last_step)
+
+
+def _exit_waiting(_signum, _frame):
+    os._exit(2)
 
 
 def exec_process(exe, args, env, preserve_fds, last_step):
