@@ -280,7 +280,7 @@ def start(ctx, container_id):
 
 def parse_signal(text):
     """A signal from a name (KILL, SIGKILL, kill) or a number."""
-    import signal
+    import _signal  # the C module: `signal` builds enums (milliseconds per call)
 
     t = text.strip().upper()
     if t.isdigit():
@@ -290,14 +290,14 @@ def parse_signal(text):
     else:
         if not t.startswith("SIG"):
             t = "SIG" + t
-        sig = getattr(signal, t, None)
-        if isinstance(sig, signal.Signals):
-            return int(sig)
+        sig = getattr(_signal, t, None) if t[3:].isalnum() else None
+        if isinstance(sig, int) and sig in _signal.valid_signals():
+            return sig
         if t.startswith("SIGRTMIN") or t.startswith("SIGRTMAX"):
-            base = signal.SIGRTMIN if t.startswith("SIGRTMIN") else signal.SIGRTMAX
+            base = _signal.SIGRTMIN if t.startswith("SIGRTMIN") else _signal.SIGRTMAX
             off = t[8:]
             try:
-                return int(base) + (int(off) if off else 0)
+                return base + (int(off) if off else 0)
             except ValueError:
                 pass
     raise RuntimeFailure(f"unknown signal {text!r}: use a name like TERM or SIGKILL, or a number")
