@@ -65,3 +65,13 @@ def test_exec_errors(rt, cid):
     rt.wait_status(cid, "stopped")
     res = rt("exec", cid, "true")
     assert res.returncode == 1 and "stopped" in res.stderr
+
+
+def test_exec_back_to_back_statuses(rt, cid):
+    # the process's "ready" (or error) must never overtake its pid on the way to the runtime
+    _running(rt, cid)
+    for n in range(15):
+        res = rt("exec", cid, "sh", "-c", f"exit {n}")
+        assert res.returncode == n, res.stderr
+        res = rt("exec", cid, "no-such-tool")
+        assert res.returncode != 0 and "lost" not in res.stderr and "pid 0" not in res.stderr

@@ -305,9 +305,15 @@ def exec_stage1(sock, opened, process, linux, console_sock, preserve_fds):
             os._exit(1)
         namespaces.join(opened)
         namespaces.close_all(opened)
+        # the process speaks ("ready" or an error) only after our "pid" message, or the parent
+        # would read its word as the pid's and wait for pid 0: it waits for this pipe's EOF
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
+                os.close(w)
+                os.read(r, 1)
+                os.close(r)
                 _exec_child(sock, process, linux, console_sock, preserve_fds)
             except BaseException as e:
                 _report_and_exit(sock, e)
