@@ -223,3 +223,24 @@ def test_docker_config_credentials_are_read(corral, registry, home, ns):
         assert f"digest: {digest}" in ok(run(corral, "push", "--plain-http", name, ns=ns, env=home))
     finally:
         proxy.stop()
+
+
+def test_registry_hosts_from_the_daemon_config(corral, registry, ns):
+    """A plain-http registry named in corrald's config needs no --plain-http on the command line."""
+    from tests.helpers.corrald import Corrald
+    digest, _ = seed(corral, ns)
+    name = f"{registry.host}/e2e/configured:v1"
+    ok(run(corral, "tag", "busybox", name, ns=ns))
+    ok(run(corral, "push", "--plain-http", name, ns=ns))
+    d = Corrald(config_text=f'version = 2\n[plugins."io.containerd.grpc.v1.transfer".hosts."{registry.host}"]\n'
+                            'plain_http = true\n', log_level="info")
+    try:
+        d.start()
+        res = subprocess.run([corral.argv()[0], "--address", d.sock, "pull", "-q", name], capture_output=True,
+                             timeout=120)
+        assert ok(res).strip() == name
+        res = subprocess.run([corral.argv()[0], "--address", d.sock, "images", "--digests"], capture_output=True,
+                             timeout=60)
+        assert digest in ok(res)
+    finally:
+        d.cleanup()
