@@ -112,7 +112,10 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
     from corral.oci.linux import namespaces
     import _socket  # the C module: `socket` costs milliseconds of enum set-up
 
+    from corral.oci.linux import cgroups
+
     statelib.check_id(container_id)
+    cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the checks below
     spec, bundle, rootfs = speclib.load(bundle)
     _validate_parts(spec, bundle)
     process = spec["process"]
@@ -142,7 +145,6 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
         os.mkfifo(c.fifo_path, 0o622)
         os.chmod(c.fifo_path, 0o622)  # mkfifo applies the umask; a user namespace's root needs o+w
         fifo_fd = os.open(c.fifo_path, os.O_PATH | os.O_CLOEXEC)
-        from corral.oci.linux import cgroups
         manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
         manager.create()
         c.set_cgroup_manager(manager)
