@@ -107,15 +107,23 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
     """Create the container and leave its init waiting on the exec FIFO. Returns the Container.
 
     console_sock: an already connected socket to send the pty master to (used by `run`)."""
-    from corral.oci import spec as speclib
-    from corral.oci.init import Setup, preload, recv, send, stage1
-    from corral.oci.linux import namespaces
-    import _socket  # the C module: `socket` costs milliseconds of enum set-up
-
     from corral.oci.linux import cgroups
 
     statelib.check_id(container_id)
-    cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the checks below
+    priming = cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the checks
+    try:
+        return _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds,
+                       console_sock)
+    finally:
+        cgroups.finish_priming(priming)
+
+
+def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds, console_sock):
+    from corral.oci import spec as speclib
+    from corral.oci.init import Setup, preload, recv, send, stage1
+    from corral.oci.linux import cgroups, namespaces
+    import _socket  # the C module: `socket` costs milliseconds of enum set-up
+
     spec, bundle, rootfs = speclib.load(bundle)
     _validate_parts(spec, bundle)
     process = spec["process"]

@@ -89,11 +89,20 @@ def run(ctx, args):
 
 
 def _run(ctx, args):
+    from corral.oci.linux import cgroups
+
+    priming = cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the set-up
+    try:
+        return _exec(ctx, args)
+    finally:
+        cgroups.finish_priming(priming)
+
+
+def _exec(ctx, args):
     from corral.oci.init import exec_stage1, preload, recv, send
-    from corral.oci.linux import cgroups, namespaces
+    from corral.oci.linux import namespaces
     from corral.oci.linux import syscalls as sc
 
-    cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the set-up below
     c = state.load(ctx, args.container_id)
     status = c.status()
     if status not in ("created", "running") and not (status == "paused" and args.ignore_paused):
