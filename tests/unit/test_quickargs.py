@@ -50,7 +50,7 @@ def test_unusual_lines_go_to_argparse(verb, argv):
 
 def test_global_options():
     ns, at = _quick_globals(["--root", "/r", "--log=/l", "--log-format", "json", "--debug", "create", "x"])
-    assert (ns.root, ns.log, ns.log_format, ns.debug, at) == ("/r", "/l", "json", True, 5)
+    assert (ns.root, ns.log, ns.log_format, ns.debug, at) == ("/r", "/l", "json", True, 6)
     assert _quick_globals(["--root", "state", "kill", "x"])[0].root == "state"  # a value, not the verb
     for argv in (["--version"], ["--help", "run", "x"], ["--bogus", "run", "x"], ["--root"], []):
         assert _quick_globals(argv) is None
