@@ -149,8 +149,12 @@ class Containers:
             labels[L.RESTART_LOGURI] = log_uri
         opts.labels = dict(opts.labels, **{L.NAME: name})
         made_snapshot = made_dir = made_record = False
+        # under a lease until the record (which then references the snapshot) exists, so the
+        # daemon's garbage collection cannot take the snapshot in between
+        lease = self.client.create_lease(expire_seconds=600)
+        leased = self.client.with_lease(lease)
         try:
-            mounts = self.client.prepare_snapshot(cid, img.chain_id(), SNAPSHOTTER)
+            mounts = leased.prepare_snapshot(cid, img.chain_id(), SNAPSHOTTER)
             made_snapshot = True
             os.makedirs(cdir, mode=0o700)
             made_dir = True
@@ -171,6 +175,8 @@ class Containers:
             if made_dir:
                 shutil.rmtree(cdir, ignore_errors=True)
             raise
+        finally:
+            _ignore(self.client.delete_lease, lease)
         return Container(self.client, rec, self.data_root, False)
 
     def run(self, image, command=None, **kw):
@@ -292,7 +298,7 @@ class Container:
         """created, running, paused, exited (docker's words)."""
         t = self.task()
         if t is None:
-            return "created"
+            return "exited" if self._recorded_exit() else "created"
         from corral.api.containerd.types import task_pb2
         s = task_pb2.Status.Name(t.status).lower()
         return {"stopped": "exited", "pausing": "paused", "unknown": "created"}.get(s, s)
@@ -305,7 +311,26 @@ class Container:
     @property
     def exit_code(self):
         t = self.task()
-        return t.exit_status if t is not None and self.status == "exited" else None
+        if t is None:
+            rec = self._recorded_exit()
+            return rec[0] if rec else None
+        return t.exit_status if self.status == "exited" else None
+
+    @property
+    def finished_at(self):
+        """When the last run ended (unix seconds, float), or None."""
+        t = self.task()
+        if t is None:
+            rec = self._recorded_exit()
+            return rec[1] if rec else None
+        return t.exited_at.seconds + t.exited_at.nanos / 1e9 if self.status == "exited" else None
+
+    def _recorded_exit(self):
+        try:
+            code, at = self.record.labels.get(L.EXIT, "").split()
+            return int(code), float(at)
+        except ValueError:
+            return None
 
     def reload(self):
         self.record = self.client.container(self.id)
@@ -364,7 +389,10 @@ class Container:
     def _stop_task(self, timeout):
         self._task = None
         if self.status not in ("running", "paused"):
-            return self.exit_code
+            code = self.exit_code
+            if self.task() is not None:  # exited by itself: its network is still held
+                self._release_task(code)
+            return code
         fut = self.client.wait_task_future(self.id)
         try:
             self.client.kill(self.id, parse_signal(self.record.labels.get(L.STOP_SIGNAL) or "SIGTERM"))
@@ -378,12 +406,25 @@ class Container:
             except _client_error():
                 pass
             code = fut.result(timeout=30).exit_status
-        self._task = None
+        self._release_task(code)
         return code
+
+    def _release_task(self, code):
+        """After stop: keep the exit in a label and delete the task, so its poststop hooks
+        release the network (namespace, address, ports) as they do at rm."""
+        self.record = self.client.update_container_labels(self.id, {L.EXIT: f"{code} {time.time():.3f}"})
+        try:
+            self.client.delete_task(self.id)
+        except _client_error() as e:
+            if e.code != "NOT_FOUND":
+                raise
+        self._task = None
 
     def wait(self, timeout=None):
         """The exit status once the task exits (at once if it has)."""
         if self.task(refresh=True) is None:
+            if self._recorded_exit():
+                return self._recorded_exit()[0]
             raise ContainerError(f"container {self.name} has not been started")
         status, _ = self.client.wait_task(self.id, timeout=timeout)
         self._task = None
@@ -477,9 +518,9 @@ class Container:
                 "Running": status == "running",
                 "Paused": status == "paused",
                 "Pid": t.pid if t is not None and status in ("running", "paused") else 0,
-                "ExitCode": t.exit_status if t is not None and status == "exited" else 0,
-                "FinishedAt": _rfc3339(t.exited_at.seconds, t.exited_at.nanos)
-                if t is not None and status == "exited" else "",
+                "ExitCode": self.exit_code or 0,
+                "FinishedAt": _rfc3339(int(self.finished_at), int(self.finished_at % 1 * 1e9))
+                if self.finished_at is not None else "",
             },
             "Image": self.image,
             "LogPath": self.log_path,

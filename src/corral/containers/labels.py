@@ -11,6 +11,7 @@ CREATED_BY = "corral/created-by"  # "corral": containers made by the CLI or the 
 STDIN_OPEN = "corral/stdin-open"  # "1" when made with -i
 TTY = "corral/tty"                # "1" when made with -t
 STOP_SIGNAL = "corral/stop-signal"  # the image's StopSignal, used by stop
+EXIT = "corral/exit"              # "<code> <unix time>" of the last run, kept when stop deletes its task
 
 # containerd's restart-monitor label names
 RESTART_POLICY = "containerd.io/restart.policy"

@@ -32,7 +32,7 @@ def row(c, no_trunc=False):
     if status == "running":
         text = f"Up {ago(created if t is None else created)}"
     elif status == "exited":
-        text = f"Exited ({t.exit_status}) {ago(t.exited_at.seconds)} ago"
+        text = f"Exited ({c.exit_code}) {ago(c.finished_at)} ago"
     elif status == "paused":
         text = "Up (Paused)"
     else:
