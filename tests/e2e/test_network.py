@@ -291,7 +291,9 @@ def test_stop_then_start_reattaches(corral, corrald, cleanup, networks):
     cid = _id(corral, srv)
     _, ip1, veth1 = _attachment(corrald.root, cid)
     corral("stop", "-t", "1", srv)
-    corral("start", srv)  # deletes the old task (poststop: DEL) and makes a new one (ADD)
+    _assert_released(corrald.root, cid, net, ip1, veth1)  # stop deletes the task: poststop DEL
+    assert json.loads(corral("inspect", srv).stdout)[0]["State"]["Status"] == "exited"
+    corral("start", srv)  # a new task: ADD again
     _, ip2, veth2 = _attachment(corrald.root, cid)
     allocated = [f for f in os.listdir(_ipam_dir(corrald.root, net)) if f.startswith("10.")]
     assert allocated == [ip2]
