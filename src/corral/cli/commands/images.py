@@ -3,7 +3,6 @@ list images. Template fields: {{.Repository}} {{.Tag}} {{.Digest}} {{.ID}} {{.Cr
 {{.CreatedSince}} {{.Size}} {{.Name}}."""
 
 import calendar
-import json
 import time
 
 
@@ -46,7 +45,7 @@ def row(img, no_trunc):
 
 
 def run(opts, env):
-    from corral.cli.commands.ps import render
+    from corral.cli.commands.ps import print_rows
     images = env.client().images.list()
     rows = [row(i, opts.no_trunc) for i in sorted(images, key=lambda i: i.name)]
     if opts.filter:
@@ -56,18 +55,7 @@ def run(opts, env):
         for image_id in dict.fromkeys(r["ID"] for r in rows):
             print(image_id)
         return 0
-    if opts.format in ("json", "{{json .}}"):
-        for r in rows:
-            print(json.dumps(r))
-        return 0
-    if opts.format:
-        for r in rows:
-            print(render(opts.format, r))
-        return 0
     cols = [("REPOSITORY", "Repository"), ("TAG", "Tag")] + ([("DIGEST", "Digest")] if opts.digests else []) + \
         [("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")]
-    widths = [max([len(h)] + [len(str(r[k])) for r in rows]) for h, k in cols]
-    print("   ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip())
-    for r in rows:
-        print("   ".join(str(r[k]).ljust(w) for (_, k), w in zip(cols, widths)).rstrip())
+    print_rows(rows, opts.format, cols)
     return 0

@@ -75,18 +75,24 @@ def run(opts, env):
             print(c.id if opts.no_trunc else c.id[:12])
         return 0
     rows = [row(c, opts.no_trunc) for c in cs]
-    if opts.format == "json" or opts.format == "{{json .}}":
-        for r in rows:
-            print(json.dumps(r))
-        return 0
-    if opts.format:
-        for r in rows:
-            print(render(opts.format, r))
-        return 0
     cols = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
             ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
+    print_rows(rows, opts.format, cols)
+    return 0
+
+
+def print_rows(rows, fmt, cols):
+    """Rows (dicts) as JSON lines (`json`), through a template, or as a table of cols
+    [(heading, field)]: the one output convention of ps, images and friends."""
+    if fmt in ("json", "{{json .}}"):
+        for r in rows:
+            print(json.dumps(r))
+        return
+    if fmt:
+        for r in rows:
+            print(render(fmt, r))
+        return
     widths = [max([len(h)] + [len(str(r[k])) for r in rows]) for h, k in cols]
     print("   ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip())
     for r in rows:
         print("   ".join(str(r[k]).ljust(w) for (_, k), w in zip(cols, widths)).rstrip())
-    return 0
