@@ -131,6 +131,17 @@ def _global_flags(argv):
     return Env(address, namespace, os.path.abspath(data_root), debug), argv[i:]
 
 
+def connect_error(e, env):
+    """The one line for a ClientError that says corrald's socket could not be reached, else None."""
+    if getattr(e, "code", None) != "UNAVAILABLE" or env is None:
+        return None
+    msg = getattr(e, "message", "") or ""
+    if "connect" not in msg.lower():
+        return None
+    reason = msg.rsplit("error: ", 1)[-1] if "error: " in msg else msg
+    return f"cannot connect to corrald at {env.address}: {reason} (is corrald running?)"
+
+
 def parser(verb, help_text):
     """An argparse parser whose usage errors are one line and exit 125."""
     import argparse
@@ -140,6 +151,50 @@ def parser(verb, help_text):
             raise CLIError(f"{self.prog}: {message}; see `{self.prog} --help`")
 
     return Parser(prog=f"corral {verb}", description=help_text)
+
+
+# The global flags a command also takes after its verb (nerdctl's persistent flags):
+# (option strings, key in Env, argparse keywords). A short form a command uses for itself
+# (`ps -a`, `start -a`, `logs -n`) stays the command's; the long form always works.
+_AFTER_VERB = (
+    (("-a", "--address"), "address", {"metavar": "SOCK", "help": "corrald's socket"}),
+    (("-n", "--namespace"), "namespace", {"metavar": "NS", "help": "namespace"}),
+    (("--data-root",), "data_root", {"metavar": "DIR", "help": "corral's root for volumes, logs and networks"}),
+    (("--debug",), "debug", {"action": "store_true", "help": "show tracebacks on errors"}),
+)
+
+
+def add_global_flags(p):
+    """Add the global flags to parser `p` and to each of its subcommands' parsers, with no
+    default (SUPPRESS), so only flags given on the command line reach the parsed options."""
+    import argparse
+    taken = set(p._option_string_actions)
+    group = p.add_argument_group("global flags (before or after the command)")
+    for names, key, kw in _AFTER_VERB:
+        names = [n for n in names if n not in taken]
+        if names:
+            group.add_argument(*names, dest="_global_" + key, default=argparse.SUPPRESS, **kw)
+    seen = set()
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    add_global_flags(sub)
+
+
+def apply_global_flags(opts, env):
+    """Global flags given after the verb override those before it."""
+    for _, key, _ in _AFTER_VERB:
+        value = opts.__dict__.pop("_global_" + key, None)
+        if value is None:
+            continue
+        if key == "debug":
+            env.debug = env.debug or value
+            continue
+        if not value:
+            raise CLIError(f"flag --{key.replace('_', '-')} needs a non-empty value")
+        setattr(env, key, os.path.abspath(value) if key == "data_root" else value)
 
 
 def main(argv=None):
@@ -161,7 +216,9 @@ def main(argv=None):
         module = importlib.import_module(f"corral.cli.commands.{module_name}")
         p = parser(verb, help_text)
         module.configure(p)
+        add_global_flags(p)
         opts = p.parse_args(args)
+        apply_global_flags(opts, env)
         return module.run(opts, env) or 0
     except CLIError as e:
         if env is not None and env.debug:
@@ -175,8 +232,11 @@ def main(argv=None):
         return 141
     except Exception as e:
         from corral.client import ClientError
+        grpc = sys.modules.get("grpc")
+        if grpc is not None and isinstance(e, grpc.RpcError) and hasattr(e, "code"):
+            e = ClientError(e.code().name, e.details())  # a stream's error (events)
         if isinstance(e, (ClientError, OSError)) and not (env is not None and env.debug):
-            print(f"corral: {getattr(e, 'message', None) or e}", file=sys.stderr)
+            print(f"corral: {connect_error(e, env) or getattr(e, 'message', None) or e}", file=sys.stderr)
             return 125
         raise
     finally:

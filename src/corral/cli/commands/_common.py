@@ -26,6 +26,8 @@ def each(env, refs, action, echo=True):
             if echo:
                 print(ref)
         except (CLIError, ContainerError, ClientError) as e:
+            if getattr(e, "code", None) == "UNAVAILABLE":
+                raise  # corrald does not answer: one line for the whole command (main)
             print(f"corral: {ref}: {getattr(e, 'message', None) or e}", file=sys.stderr)
             failed = True
     return 1 if failed else 0

@@ -40,7 +40,9 @@ def run(opts, env):
                     if opts.type == "container":
                         raise
             out.append(_image(client.images.get(name)))
-        except (ContainerError, ImageNotFound, ClientError):
+        except (ContainerError, ImageNotFound, ClientError) as e:
+            if getattr(e, "code", None) == "UNAVAILABLE":
+                raise  # corrald does not answer: one line (main)
             print(f"corral: no such object: {name}", file=sys.stderr)
             failed = True
     if opts.format:

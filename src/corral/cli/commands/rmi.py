@@ -35,6 +35,8 @@ def run(opts, env):
             client.delete_image(full)
             print(f"Untagged: {reference(name).familiar()}")
         except (CLIError, ClientError) as e:
+            if getattr(e, "code", None) == "UNAVAILABLE":
+                raise  # corrald does not answer: one line (main)
             print(f"corral: {getattr(e, 'message', None) or e}", file=sys.stderr)
             failed = True
     return 1 if failed else 0

@@ -1,5 +1,7 @@
 """`corral version`: the client's version and, if it answers, the daemon's."""
 
+import sys
+
 
 def configure(p):
     pass
@@ -13,7 +15,8 @@ def run(opts, env):
     try:
         v = env.client().version()
     except Exception as e:  # the daemon not answering is information, not a crash
-        print(f" (corrald at {env.address} did not answer: {getattr(e, 'message', e)})")
+        from corral.cli.main import connect_error
+        print(f"corral: {connect_error(e, env) or getattr(e, 'message', e)}", file=sys.stderr)
         return 1
     print(f" Version:   {v['version']}")
     print(f" Revision:  {v['revision']}")
