@@ -272,9 +272,13 @@ def find_executable(name, env):
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
             return c
+    # the wording tells "not found" (docker's exit 127) from "cannot be run" (126); corral's
+    # CLI matches it, so keep the two forms in step with corral/cli/attach.py
     if "/" in name:
-        raise RuntimeFailure(f"executable {name} not found or not executable in the container: "
-                             "check process.args[0]")
+        if not os.path.exists(name):
+            raise RuntimeFailure(f"executable {name} not found in the container: check process.args[0]")
+        why = "is a directory" if os.path.isdir(name) else "is not executable (permission denied)"
+        raise RuntimeFailure(f"executable {name} in the container {why}: check process.args[0]")
     raise RuntimeFailure(f"executable {name!r} not found in the container's $PATH: check process.args[0]")
 
 
