@@ -264,9 +264,17 @@ def test_failing_plugin_fails_run_and_leaves_nothing(corral, corrald, networks):
     with open(path, "w") as f:
         json.dump(conf, f)
     before = leftovers(corrald)
-    res = corral("run", "--rm", "--network", net, "busybox", "true", check=False)
-    assert res.returncode != 0, res.stderr  # (corral run maps any task-create failure to 127 today)
-    assert len(res.stderr.strip().splitlines()) == 1 and "CNI plugin 'no-such-plugin' not found" in res.stderr
+    for args in (["--rm"], ["-d", "--rm"], []):
+        res = corral("run", *args, "--network", net, "busybox", "true", check=False)
+        assert res.returncode == 125, res.stderr  # corral's error, not the command's (126/127)
+        assert len(res.stderr.strip().splitlines()) == 1 and "CNI plugin 'no-such-plugin' not found" in res.stderr
+        if not args:  # a container kept (no --rm): its start fails the same way, exit 125
+            name = json.loads(corral("ps", "-a", "--format", "json").stdout.splitlines()[0])["Names"]
+            res = corral("start", name, check=False)
+            assert res.returncode == 1 and "CNI plugin 'no-such-plugin' not found" in res.stderr
+            res = corral("start", "-a", name, check=False)
+            assert res.returncode == 125 and "CNI plugin 'no-such-plugin' not found" in res.stderr
+            corral("rm", name)
     assert leftovers(corrald) == before
     assert [e for e in cache.entries(corrald.root) if e["networkName"] == net] == []
     ipam = os.path.join(corrald.root, "cni", "networks", net)

@@ -31,6 +31,28 @@ def test_run_command_not_found_is_127(corral, corrald):
     assert leftovers(corrald) == before
 
 
+def test_run_command_not_executable_is_126(corral, corrald, cleanup):
+    before = leftovers(corrald)
+    for args in (["--rm"], ["-d", "--rm"]):
+        for cmd, why in (("/etc/passwd", "is not executable (permission denied)"), ("/tmp", "is a directory")):
+            res = corral("run", *args, "--network", "none", "busybox", cmd, check=False)
+            assert res.returncode == 126, res.stderr
+            assert res.stderr.count("\n") == 1 and f"executable {cmd} in the container {why}" in res.stderr
+        res = corral("run", *args, "--network", "none", "busybox", "no-such-cmd", check=False)
+        assert res.returncode == 127, res.stderr
+        assert "executable 'no-such-cmd' not found in the container's $PATH" in res.stderr
+    assert leftovers(corrald) == before
+    # exec's codes are the same
+    name = uname()
+    cleanup.append(name)
+    corral("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "60")
+    for cmd, code in (("/etc/passwd", 126), ("/tmp", 126), ("/no/such", 127), ("no-such-cmd", 127)):
+        res = corral("exec", name, cmd, check=False)
+        assert res.returncode == code, (cmd, res.stderr)
+        assert res.stderr.count("\n") == 1 and "cannot run the command in the container" in res.stderr
+    assert corral("exec", name, "true").returncode == 0
+
+
 def test_run_options_reach_the_process(corral, cleanup):
     name = uname()
     cleanup.append(name)

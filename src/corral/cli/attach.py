@@ -7,14 +7,23 @@ import sys
 from corral.cli.errors import CLIError
 
 
+# The runtime's words when the container's own command cannot be exec'd (exit 127: not found,
+# 126: found but cannot be run, docker's codes). corral-runc's (corral/oci/init.py
+# find_executable) and runc's; any other start error (a CNI plugin, a mount, a hook...) is 125.
+_NOT_FOUND = (r"executable .+ not found in the container(?:'s \$PATH)?: check process\.args\[0\]"
+              r'|exec: ".*": (?:executable file not found in \$PATH|stat .*: no such file or directory)')
+_CANNOT_RUN = (r"executable .+ in the container (?:is a directory|is not executable \(permission denied\))"
+               r'|exec: ".*": (?:permission denied|is a directory)')
+
+
 def start_error(e):
-    """A task that could not start: 127 when the command is not there, 126 when it cannot be
-    run (docker's codes), else 125."""
+    """The CLIError for a task that could not start: 127 when the command is not there, 126
+    when it cannot be run, else 125."""
+    import re
     msg = getattr(e, "message", None) or str(e)
-    low = msg.lower()
-    if "no such file" in low or "not found" in low or "executable file not found" in low:
+    if re.search(_NOT_FOUND, msg):
         return CLIError(f"cannot run the command in the container: {msg}", 127)
-    if "permission denied" in low or "exec format error" in low:
+    if re.search(_CANNOT_RUN, msg):
         return CLIError(f"cannot run the command in the container: {msg}", 126)
     return CLIError(msg)
 
