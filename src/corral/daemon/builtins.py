@@ -45,7 +45,8 @@ def _runtime(ic):
     rt = RuntimeV2(ic.root, ic.state, cfg["grpc"]["address"], configmod.ttrpc_address(cfg),
                    lambda address, ns, timeout: SyncClient(loop, address, ns, timeout),
                    publish=exchange.publish, start_timeout=float(ic.config.get("shim_start_timeout", 30)),
-                   load_timeout=float(ic.config.get("shim_load_timeout", 5)))
+                   load_timeout=float(ic.config.get("shim_load_timeout", 5)),
+                   load_wait=float(ic.config.get("shim_load_wait", 2)))
     rt.on_close.append(lambda: loop.run(server.close(), 5))
     rt.on_close.append(loop.close)
     rt.load()
@@ -66,7 +67,8 @@ def registrations():
         Registration(GRPC, "version", _version),
         Registration(RUNTIME, "task", _runtime, requires=[EVENT],
                      config={"shim_start_timeout": 30.0,   # seconds for `<shim> start` and `delete`
-                             "shim_load_timeout": 5.0}),   # per shim when reconnecting at start-up
+                             "shim_load_timeout": 5.0,    # per shim: silent this long, it is retried behind
+                             "shim_load_wait": 2.0}),     # start-up waits this long for the shims, then serves
         Registration(INTERNAL, "restart", _restart_monitor, requires=[EVENT, RUNTIME],
                      config={"interval": 5.0}),  # seconds between checks of every container
         Registration(GRPC, "introspection", _introspection, requires=["*"]),

@@ -5,6 +5,17 @@ ones.
 Layout (as containerd's):  <state>/<ns>/<id>/        bundle: config.json, rootfs/, address,
                                                       log (fifo the shim writes its log to)
                            <root>/<ns>/<id>/          work dir (linked from the bundle as work)
+                           <state>/<ns>/<id>/exit     only file left of a task whose shim died
+                                                      while the daemon was down (see ExitedTask)
+
+Start-up (load): every bundle's shim is probed concurrently. A shim that answers is reconnected;
+one that is gone (nothing listens on its socket, or it closes the connection) is cleaned up
+with `<shim> delete` and its task kept as stopped with the exit status found (an ExitedTask),
+so clients that come after the restart see the exit: Get/List say STOPPED, Wait returns the
+status, Delete removes the record (and publishes /tasks/delete); /tasks/exit is published once
+the API serves. A shim that is there but does not answer in time (stopped, overloaded) is not
+deleted: its task shows as UNKNOWN (an UnresponsiveTask) and is retried in the background
+until the shim answers or goes away. Start-up waits for the probes at most load_wait seconds.
 """
 
 import logging
@@ -13,9 +24,11 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 from corral.api.containerd.runtime.v2.task import shim_pb2
 from corral.api.containerd.events import task_pb2 as task_events
+from corral.api.containerd.types import task_pb2 as task_types
 from corral.daemon.shimlogs import ShimLogs
 from corral.services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
@@ -24,7 +37,10 @@ log = logging.getLogger("corrald")
 SHIM_SERVICE = "containerd.task.v2.Task"
 START_TIMEOUT = 30
 CALL_TIMEOUT = 30
-LOAD_TIMEOUT = 5  # per shim at start-up, so one stuck shim cannot stall the daemon
+LOAD_TIMEOUT = 5  # per shim at start-up: a shim silent this long is left to the background
+LOAD_WAIT = 2  # start-up waits this long for the probes, then serves; the rest go on behind
+RETRY_MAX = 10  # seconds between reconnection attempts to an unresponsive shim, at most
+EXIT_FILE = "exit"
 
 
 def shim_binary(runtime):
@@ -73,8 +89,94 @@ class Shim:
         return response_cls.FromString(data)
 
 
+class LocalTask:
+    """A task the daemon answers for itself, without a shim: the same call interface as Shim."""
+
+    local = True
+
+    def __init__(self, ns, id, bundle, runtime, pid=0):
+        self.ns = ns
+        self.id = id
+        self.bundle = bundle
+        self.runtime = runtime
+        self.pid = pid
+
+    def call(self, method, request, response_cls, timeout=None):
+        return self.answer(method, request)
+
+    def start(self, method, request, timeout=None):
+        return method, request
+
+    def finish(self, pending, response_cls, alive=None):
+        return self.answer(*pending)
+
+    def answer(self, method, request):
+        raise NotImplementedError
+
+
+class ExitedTask(LocalTask):
+    """A task whose shim died while the daemon was down: `<shim> delete` cleaned up and told
+    the exit (runc's shim says 137, as it cannot know more), which is kept, in the bundle's
+    exit file, until the task is deleted."""
+
+    def __init__(self, ns, id, bundle, runtime, pid, exit_status, exited_at):
+        super().__init__(ns, id, bundle, runtime, pid)
+        self.exit_status = exit_status
+        self.exited_at = exited_at  # Timestamp
+
+    def answer(self, method, request):
+        exec_id = getattr(request, "exec_id", "")
+        if exec_id:
+            raise NotFound(f"process {exec_id} of task {self.id} not found: the task has exited")
+        if method == "State":
+            return shim_pb2.StateResponse(id=self.id, bundle=self.bundle, pid=self.pid, status=task_types.STOPPED,
+                                          exit_status=self.exit_status, exited_at=self.exited_at)
+        if method == "Wait":
+            return shim_pb2.WaitResponse(exit_status=self.exit_status, exited_at=self.exited_at)
+        if method == "Pids":
+            return shim_pb2.PidsResponse()
+        if method in ("Kill", "Stats"):
+            raise NotFound(f"task {self.id}: process already finished")
+        raise FailedPrecondition(f"task {self.id} has exited (its shim ended while corrald was down): "
+                                 f"cannot {method.lower()} it; delete the task")
+
+    def delete_response(self):
+        return shim_pb2.DeleteResponse(pid=self.pid, exit_status=self.exit_status, exited_at=self.exited_at)
+
+
+class UnresponsiveTask(LocalTask):
+    """A task whose shim did not answer at start-up (yet): shown as UNKNOWN, never deleted
+    for that; corrald keeps trying to reconnect in the background."""
+
+    def __init__(self, ns, id, bundle, runtime, address, pid=0):
+        super().__init__(ns, id, bundle, runtime, pid)
+        self.address = address
+        self.reason = "not probed yet"
+
+    def answer(self, method, request):
+        if method == "State" and not getattr(request, "exec_id", ""):
+            return shim_pb2.StateResponse(id=self.id, bundle=self.bundle, pid=self.pid, status=task_types.UNKNOWN)
+        raise Unavailable(f"task {self.id}: its shim does not answer ({self.reason}); corrald keeps trying "
+                          f"to reconnect, try again later")
+
+
 def call_all(shims, method, requests, response_cls, timeout=CALL_TIMEOUT):
     """The same call to many shims at once: [(shim, response or the error it raised)]."""
+    if any(getattr(s, "local", False) for s in shims):
+        remote = [(s, r) for s, r in zip(shims, requests) if not getattr(s, "local", False)]
+        answers = dict(zip((id(s) for s, _ in remote),
+                           (a for _, a in call_all([s for s, _ in remote], method, [r for _, r in remote],
+                                                   response_cls, timeout))))
+        out = []
+        for s, r in zip(shims, requests):
+            if getattr(s, "local", False):
+                try:
+                    out.append((s, s.answer(method, r)))
+                except Exception as e:
+                    out.append((s, e))
+            else:
+                out.append((s, answers[id(s)]))
+        return out
     if not shims:
         return []
     first = shims[0].client
@@ -101,7 +203,7 @@ def call_all(shims, method, requests, response_cls, timeout=CALL_TIMEOUT):
 
 class RuntimeV2:
     def __init__(self, root, state, grpc_address, ttrpc_address, connector, publish=None,
-                 start_timeout=START_TIMEOUT, load_timeout=LOAD_TIMEOUT):
+                 start_timeout=START_TIMEOUT, load_timeout=LOAD_TIMEOUT, load_wait=LOAD_WAIT):
         self.root = root
         self.state = state
         self.grpc_address = grpc_address
@@ -117,6 +219,10 @@ class RuntimeV2:
         self.shims = {}  # (ns, id) -> Shim
         self.shim_logs = ShimLogs()
         self.creating = set()
+        self.load_wait = load_wait
+        self.serving = False  # set by serve(): events published before then had no subscriber
+        self.early_events = []  # (ns, topic, message) held until serve()
+        self.closing = threading.Event()
 
     # -- bundles
 
@@ -250,7 +356,18 @@ class RuntimeV2:
     def delete(self, ns, cid):
         """Delete the task's init process in the shim, shut the shim down, remove the bundle."""
         shim = self.get(ns, cid)
-        # errors (a running task, a shim that died and was cleaned up) go to the caller
+        if isinstance(shim, ExitedTask):
+            with self.lock:
+                if self.shims.get((ns, cid)) is not shim:
+                    raise NotFound(f"task {cid} not found in namespace {ns}")
+                del self.shims[(ns, cid)]
+            self._remove_bundle(ns, cid)
+            resp = shim.delete_response()
+            self.publish(ns, "/tasks/delete", task_events.TaskDelete(
+                container_id=cid, id=cid, pid=resp.pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
+            return resp
+        # errors (a running task, a shim that died and was cleaned up, one that does not
+        # answer) go to the caller
         resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
         with self.lock:
             self.shims.pop((ns, cid), None)
@@ -272,7 +389,8 @@ class RuntimeV2:
             pass
 
     def _gone(self, shim):
-        """A shim died under a task: clean up as for a dead shim at start-up (once)."""
+        """A shim died under a task: clean up as for a dead shim at start-up (once). Subscribers
+        are there to see its exit, so no record is kept (as containerd does)."""
         with self.lock:
             if self.shims.get((shim.ns, shim.id)) is not shim:
                 return
@@ -301,9 +419,10 @@ class RuntimeV2:
     # -- start-up
 
     def load(self):
-        """Reconnect to every live shim; clean up after dead ones (recording their exit).
-        Shims are probed concurrently, each within load_timeout, so a stuck one cannot stall
-        the daemon's start."""
+        """Reconnect to every live shim; clean up after dead ones, keeping their exit. Shims
+        are probed concurrently; start-up waits for them at most load_wait seconds, and what is
+        not settled by then (a stuck shim, a slow clean-up) goes on in the background, its task
+        shown as UNKNOWN meanwhile. A shim that does not answer is never deleted for that."""
         if not os.path.isdir(self.state):
             return
         found = []
@@ -311,33 +430,151 @@ class RuntimeV2:
             nsdir = os.path.join(self.state, ns)
             if os.path.isdir(nsdir):
                 found += [(ns, cid) for cid in sorted(os.listdir(nsdir))]
-        if not found:
+        pending = []
+        for ns, cid in found:
+            bundle = self._bundle(ns, cid)
+            runtime = _read(os.path.join(bundle, "runtime")) or "io.containerd.runc.v2"
+            exited = _read_exit(os.path.join(bundle, EXIT_FILE))
+            if exited is not None:
+                pid, status, at = exited
+                self.shims[(ns, cid)] = ExitedTask(ns, cid, bundle, runtime, pid, status, at)
+                continue
+            task = UnresponsiveTask(ns, cid, bundle, runtime, _read(os.path.join(bundle, "address")),
+                                    _read_int(os.path.join(bundle, "init.pid")))
+            self.shims[(ns, cid)] = task
+            pending.append(task)
+        if not pending:
             return
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max_workers=min(16, len(found)), thread_name_prefix="shim-load") as pool:
-            list(pool.map(lambda item: self._load_one(*item), found))
+        from concurrent.futures import ThreadPoolExecutor, wait
+        pool = ThreadPoolExecutor(max_workers=min(16, len(pending)), thread_name_prefix="shim-load")
+        futures = [pool.submit(self._settle, t) for t in pending]
+        pool.shutdown(wait=False)  # its threads finish what start-up does not wait for
+        done, late = wait(futures, timeout=self.load_wait)
+        if late:
+            log.warning("%d of %d shims not settled after %.1fs; serving, they are handled in the background",
+                        len(late), len(pending), self.load_wait)
 
-    def _load_one(self, ns, cid):
-        bundle = self._bundle(ns, cid)
-        address = _read(os.path.join(bundle, "address"))
-        runtime = _read(os.path.join(bundle, "runtime")) or "io.containerd.runc.v2"
-        try:
-            if not address:
-                raise ConnectionError("no address file")
-            client = self.connector(address, ns, self.load_timeout)
-            shim = Shim(ns, cid, bundle, address, runtime, client, self._gone)
-            shim.call("Connect", shim_pb2.ConnectRequest(id=cid), shim_pb2.ConnectResponse, timeout=self.load_timeout)
-            self._shim_log(bundle, cid)
+    def _settle(self, task):
+        """Probe one shim until it is reconnected or found gone (then cleaned up)."""
+        delay = 0.5
+        while not self.closing.is_set():
+            try:
+                outcome = self._probe(task)
+            except Exception as e:  # never leave a task unsettled by a bug of ours silently
+                log.warning("probing the shim of %s/%s failed: %s", task.ns, task.id, e)
+                outcome = "stuck"
+            if outcome != "stuck":
+                return outcome
+            if delay == 0.5:
+                log.warning("shim of %s/%s does not answer (%s): task shown as UNKNOWN, retrying",
+                            task.ns, task.id, task.reason)
+            if self.closing.wait(delay):
+                return "closed"
+            delay = min(delay * 2, RETRY_MAX)
+        return "closed"
+
+    def _probe(self, task):
+        """'connected', 'gone' (cleaned up) or 'stuck' (there, but no answer in time)."""
+        ns, cid = task.ns, task.id
+        gone = None
+        if not task.address:
+            gone = "no address file"
+        else:
+            try:
+                client = self.connector(task.address, ns, self.load_timeout)
+            except Unavailable as e:
+                if not getattr(e, "refused", False):
+                    task.reason = str(e)
+                    return "stuck"
+                gone = str(e)
+        if gone is None:
+            shim = Shim(ns, cid, task.bundle, task.address, task.runtime, client, self._gone)
+            try:
+                shim.client.call(SHIM_SERVICE, "Connect", shim_pb2.ConnectRequest(id=cid).SerializeToString(),
+                                 self.load_timeout)
+            except Exception as e:
+                if _is_gone(e) or isinstance(e, NotFound):
+                    gone = str(e)
+                elif isinstance(e, Unavailable) or getattr(e, "grpc_code", "") == "DEADLINE_EXCEEDED":
+                    task.reason = str(e)
+                    try:
+                        shim.client.close()
+                    except Exception:
+                        pass
+                    return "stuck"
+                # any other answer still comes from a live shim: keep it
+                log.info("shim of %s/%s answered Connect with an error (%s); keeping it", ns, cid, e)
+        if gone is None:
             with self.lock:
-                self.shims[(ns, cid)] = shim
+                if self.shims.get((ns, cid)) is not task:
+                    replaced = True
+                else:
+                    replaced = False
+                    self.shims[(ns, cid)] = shim
+            if replaced:
+                shim.client.close()
+                return "gone"
+            self._shim_log(task.bundle, cid)
             log.info("reconnected to the shim of %s/%s", ns, cid)
-        except Exception as e:
-            log.info("shim of %s/%s is gone (%s): cleaning up", ns, cid, e)
-            self._cleanup_dead(ns, cid, runtime, bundle)
+            return "connected"
+        log.info("shim of %s/%s is gone (%s): cleaning up", ns, cid, gone)
+        self._cleanup_dead_at_load(task)
+        return "gone"
+
+    def _cleanup_dead_at_load(self, task):
+        """`<shim> delete` for a shim that died while the daemon was down; the task is kept as
+        stopped with the exit found, and /tasks/exit published once subscribers can exist.
+        A bundle without init.pid never got its task created: it is just removed."""
+        ns, cid, bundle = task.ns, task.id, task.bundle
+        had_task = os.path.exists(os.path.join(bundle, "init.pid"))
+        resp = self._shim_delete(ns, cid, task.runtime, bundle) or shim_pb2.DeleteResponse(exit_status=255)
+        if not resp.exited_at.seconds:
+            resp.exited_at.FromNanoseconds(time.time_ns())
+        pid = resp.pid or task.pid
+        self._remove_bundle(ns, cid)
+        if not had_task:
+            with self.lock:
+                if self.shims.get((ns, cid)) is task:
+                    del self.shims[(ns, cid)]
+            return
+        try:
+            _write_exit(os.path.join(bundle, EXIT_FILE), pid, resp.exit_status, resp.exited_at)
+        except OSError as e:
+            log.warning("cannot keep the exit of %s/%s: %s", ns, cid, e)
+        exited = ExitedTask(ns, cid, bundle, task.runtime, pid, resp.exit_status, resp.exited_at)
+        with self.lock:
+            if self.shims.get((ns, cid)) is task:
+                self.shims[(ns, cid)] = exited
+        log.info("task %s/%s exited while corrald was down (status %d): kept as stopped until deleted",
+                 ns, cid, resp.exit_status)
+        self._publish_when_serving(ns, "/tasks/exit", task_events.TaskExit(
+            container_id=cid, id=cid, pid=pid, exit_status=resp.exit_status, exited_at=resp.exited_at))
+
+    def _publish_when_serving(self, ns, topic, message):
+        with self.lock:
+            if not self.serving:
+                self.early_events.append((ns, topic, message))
+                return
+        self.publish(ns, topic, message)
+
+    def serve(self):
+        """Called once the daemon serves its API: events of exits found at start-up go out
+        now, when subscribers (the restart monitor's and clients') can be there."""
+        with self.lock:
+            self.serving = True
+            events, self.early_events = self.early_events, []
+        for ns, topic, message in events:
+            try:
+                self.publish(ns, topic, message)
+            except Exception as e:
+                log.warning("publishing %s for %s failed: %s", topic, ns, e)
 
     def close(self):
         """Disconnect from the shims; they and their containers keep running."""
+        self.closing.set()
         for shim in self.all():
+            if getattr(shim, "local", False):
+                continue
             try:
                 shim.client.close()
             except Exception:
@@ -360,6 +597,36 @@ class _Empty:
         return None
 
 
+def _read_int(path):
+    try:
+        return int(_read(path) or 0)
+    except ValueError:
+        return 0
+
+
+def _write_exit(path, pid, status, exited_at):
+    import json
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"pid": pid, "exit_status": status, "exited_at_ns": exited_at.ToNanoseconds()}, f)
+    os.rename(tmp, path)
+
+
+def _read_exit(path):
+    """(pid, exit status, Timestamp) from an exit file, or None."""
+    import json
+    from google.protobuf import timestamp_pb2
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        at = timestamp_pb2.Timestamp()
+        at.FromNanoseconds(int(d.get("exited_at_ns", 0)))
+        return int(d.get("pid", 0)), int(d["exit_status"]), at
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _read(path):
     try:
         with open(path) as f:
@@ -368,4 +635,4 @@ def _read(path):
         return ""
 
 
-__all__ = ["RuntimeV2", "Shim", "call_all", "shim_binary"]
+__all__ = ["ExitedTask", "RuntimeV2", "Shim", "UnresponsiveTask", "call_all", "shim_binary"]

@@ -85,7 +85,11 @@ class SyncClient:
         try:
             self._client = loop.run(Client.connect(address, timeout), timeout + 1)
         except (OSError, asyncio.TimeoutError, TimeoutError) as e:
-            raise errors.Unavailable(f"cannot connect to shim at {address}: {e or type(e).__name__}") from None
+            err = errors.Unavailable(f"cannot connect to shim at {address}: {e or type(e).__name__}")
+            # nothing listens there (refused, or no socket): the shim process is gone; a
+            # timeout instead says a shim may be there but does not accept (stopped, busy)
+            err.refused = isinstance(e, (ConnectionRefusedError, FileNotFoundError))
+            raise err from None
         # the client's reader task ends when the connection does: that is how a shim's death shows
         reader = getattr(self._client, "_reader_task", None)
         if reader is not None:

@@ -112,7 +112,8 @@ class Tasks:
     def metrics(self, ns, filter_strings=()):
         match = filters.parse(filter_strings)
         out = []
-        shims = [s for s in self.runtime.list(ns) if match(filters.getter({"id": s.id, "container_id": s.id}))]
+        shims = [s for s in self.runtime.list(ns) if match(filters.getter({"id": s.id, "container_id": s.id}))
+                 and not getattr(s, "local", False)]  # exited, or a shim not answering: no stats
         pending = [(s, s.start("Stats", shim_pb2.StatsRequest(id=s.id))) for s in shims]
         for shim, call in pending:
             try:
