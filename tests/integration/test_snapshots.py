@@ -214,6 +214,39 @@ def test_overlay_70_layers(root):
         sn.close()
 
 
+def test_long_overlay_mount_from_a_threaded_process_keeps_its_cwd(root):
+    # The relative-lowerdir mount chdirs in a thread of its own (unshare(CLONE_FS)): the
+    # process's working directory and its other threads are untouched, and a containerd.types
+    # style object (attributes, type "overlay") mounts as a Mount does.
+    import threading
+    sn = OverlaySnapshotter(os.path.join(root, "x" * 60, "overlayfs"))
+    mnt = os.path.join(root, "mnt")
+    stop = threading.Event()
+    seen = set()
+    busy = threading.Thread(target=lambda: [seen.add(os.getcwd()) for _ in iter(lambda: stop.wait(0.001), True)])
+    busy.start()
+    cwd = os.getcwd()
+    try:
+        parent = ""
+        for i in range(40):
+            sn.prepare(f"a-{i}", parent)
+            sn.commit(f"l-{i}", f"a-{i}")
+            parent = f"l-{i}"
+        m = sn.prepare("c", parent)
+        assert len(",".join(m[0].options)) + 1 > PAGE_SIZE
+
+        class Proto:  # what the shim gets in Create
+            type, source, options = m[0].type, m[0].source, tuple(m[0].options)
+        with Mounted([Proto()], mnt) as t:
+            assert os.path.isdir(t) and os.getcwd() == cwd
+    finally:
+        stop.set()
+        busy.join()
+        sn.close()
+    assert seen == {cwd}
+    assert mounts_under(root) == []
+
+
 def test_mount_all_cleans_up_on_failure(root):
     src = os.path.join(root, "src")
     os.makedirs(src)

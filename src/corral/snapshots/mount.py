@@ -1,19 +1,29 @@
 """Mounting the specs a snapshotter returns: mount_all(mounts, target), unmount_all(target).
 
+This is the one place that mounts such specs: the daemon (unpack, diff apply), the CLI (cp into
+a stopped container) and the shim (a container's rootfs from Create) all use it.
+
 Overlay's options are passed to the kernel in one page (4096 bytes, NUL included). When a
 long layer chain does not fit, the lowerdirs are made relative to their common directory and
-the mount is made by a forked child that chdirs there first (the kernel resolves relative
-lowerdirs against the caller's working directory), as containerd does; the parent's working
-directory is never changed, so threads are unaffected.
+the mount is made from that directory (the kernel resolves relative lowerdirs against the
+caller's working directory), as containerd does. The chdir happens in a short-lived thread
+that first unshares its filesystem attributes (unshare(CLONE_FS)), so the process's working
+directory never changes and no fork is needed: a forked child of a process with gRPC's
+threads can crash before it gets to mount.
+
+The module imports only what mounting needs (the shim imports it on its create path); specs
+are snapshots.base.Mount objects, containerd.types.Mount messages or dicts.
 """
 
 import errno
 import os
+import threading
 import time
 
 from corral.metadata.errors import InvalidArgument, StorageError
 from corral.oci.linux import syscalls as sc
-from corral.snapshots.base import Mount
+
+CLONE_FS = 0x00000200
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -44,8 +54,11 @@ def parse_options(options):
     return flags, ",".join(data)
 
 
-def _as_mount(m):
-    return m if isinstance(m, Mount) else Mount(m["type"], m["source"], list(m.get("options", [])))
+def _fields(m):
+    """(type, source, options) of a Mount, a containerd.types.Mount or a dict."""
+    if isinstance(m, dict):
+        return m["type"], m["source"], list(m.get("options") or [])
+    return m.type, m.source, list(m.options)
 
 
 def _compact_lowerdirs(data):
@@ -63,31 +76,36 @@ def _compact_lowerdirs(data):
 
 
 def _mount_in_dir(cwd, source, target, fstype, flags, data):
-    """mount(2) from a forked child whose working directory is `cwd`."""
+    """mount(2) with `cwd` as the working directory, from a thread with its own filesystem
+    attributes (the thread ends afterwards, and its working directory with it)."""
     target = os.path.abspath(target)
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+    failure = []
+
+    def run():
         try:
+            sc.unshare(CLONE_FS)  # from here on, chdir changes only this thread's directory
             os.chdir(cwd)
             sc.mount(source, target, fstype, flags, data)
-        except OSError as e:
-            code = e.errno or 1
-        except BaseException:
-            code = 1
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+        except BaseException as e:
+            failure.append(e)
+
+    t = threading.Thread(target=run, name="corral-mount-in-dir", daemon=True)
+    t.start()
+    t.join()
+    if failure:
+        e = failure[0]
+        code = getattr(e, "errno", None) or errno.EIO
         raise OSError(code, f"mount {fstype} on {target} (lowerdirs relative to {cwd}): "
-                      f"{os.strerror(code) if code > 0 else 'killed'}")
+                      f"{getattr(e, 'strerror', None) or e}")
 
 
 def mount_one(m, target):
-    m = _as_mount(m)
-    flags, data = parse_options(m.options)
-    if m.type == "bind" or flags & sc.MS_BIND:
-        sc.mount(m.source, target, None, flags & ~sc.MS_RDONLY | sc.MS_BIND, None)
+    mtype, source, options = _fields(m)
+    flags, data = parse_options(options)
+    if mtype == "rbind":
+        flags |= sc.MS_BIND | sc.MS_REC
+    if mtype == "bind" or flags & sc.MS_BIND:
+        sc.mount(source, target, None, flags & ~sc.MS_RDONLY | sc.MS_BIND, None)
         if flags & sc.MS_RDONLY:
             try:
                 sc.mount(None, target, None, flags | sc.MS_BIND | sc.MS_REMOUNT, None)
@@ -95,15 +113,15 @@ def mount_one(m, target):
                 sc.umount2(target, sc.MNT_DETACH)
                 raise
         return
-    if len(data) + 1 > PAGE_SIZE and m.type == "overlay":
+    if len(data.encode()) + 1 > PAGE_SIZE and mtype == "overlay":
         compact = _compact_lowerdirs(data)
-        if compact is None or len(compact[1]) + 1 > PAGE_SIZE:
+        if compact is None or len(compact[1].encode()) + 1 > PAGE_SIZE:
             raise InvalidArgument(f"overlay mount on {target}: options are {len(data)} bytes, over "
                                   f"the kernel's {PAGE_SIZE}, even with relative lowerdirs; use "
                                   "fewer layers or a shorter snapshotter root")
-        _mount_in_dir(compact[0], m.source, target, m.type, flags, compact[1])
+        _mount_in_dir(compact[0], source, target, mtype, flags, compact[1])
         return
-    sc.mount(m.source, target, m.type, flags, data or None)
+    sc.mount(source, target, mtype, flags, data or None)
 
 
 def mount_all(mounts, target):
