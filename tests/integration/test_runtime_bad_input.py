@@ -133,3 +133,152 @@ def test_root_that_is_a_file(rt, cid):
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert res.returncode == 1
     assert res.stderr.strip() == f"corral-runc: creating container {cid} failed: Not a directory"
+
+
+def _put(path, value):
+    """A spec change setting the field at dotted `path` (numbers index lists) to `value`."""
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+
+    def change(spec):
+        node = spec
+        for key in keys[:-1]:
+            node = node[key] if isinstance(key, int) else node.setdefault(key, {})
+        node[keys[-1]] = value
+    return change
+
+
+def _seccomp(**fields):
+    cfg = {"defaultAction": "SCMP_ACT_ALLOW",
+           "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                         "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]}
+    cfg.update(fields)
+    return cfg
+
+
+_CALL = {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}
+
+# (field, wrong value, words the one error line must hold): a value of the wrong JSON type at
+# every level of config.json is refused naming the field, never a traceback
+WRONG_TYPES = [
+    ("process", "sh", ["process"]),
+    ("process.args", "sh", ["process.args"]),
+    ("process.args", [["sh"]], ["process.args"]),
+    ("process.env", "PATH=/bin", ["process.env"]),
+    ("process.cwd", 7, ["process.cwd"]),
+    ("process.terminal", "no", ["process.terminal"]),
+    ("process.consoleSize", [], ["process.consoleSize"]),
+    ("process.noNewPrivileges", "yes", ["process.noNewPrivileges"]),
+    ("process.noNewPrivileges", 1, ["process.noNewPrivileges"]),
+    ("process.capabilities", [], ["process.capabilities"]),
+    ("process.capabilities.bounding", "CAP_KILL", ["process.capabilities.bounding"]),
+    ("process.capabilities.effective", [["CAP_KILL"]], ["process.capabilities.effective"]),
+    ("process.rlimits", {}, ["process.rlimits"]),
+    ("process.rlimits", 7, ["process.rlimits"]),
+    ("process.rlimits", ["RLIMIT_NOFILE"], ["process.rlimits"]),
+    ("process.rlimits", [{"type": ["RLIMIT_NOFILE"], "soft": 1, "hard": 1}], ["rlimit type"]),
+    ("process.rlimits", [{"type": "RLIMIT_NOFILE", "soft": "1", "hard": 1}], ["RLIMIT_NOFILE", "soft"]),
+    ("process.user", "root", ["process.user"]),
+    ("process.user.uid", "0", ["process.user.uid"]),
+    ("process.user.gid", None, ["process.user.gid"]),
+    ("process.user.umask", "022", ["process.user.umask"]),
+    ("process.user.additionalGids", {}, ["process.user.additionalGids"]),
+    ("process.user.additionalGids", ["wheel"], ["process.user.additionalGids"]),
+    ("process.oomScoreAdj", "0", ["process.oomScoreAdj"]),
+    ("process.apparmorProfile", [], ["process.apparmorProfile"]),
+    ("process.selinuxLabel", {}, ["process.selinuxLabel"]),
+    ("root", "rootfs", ["root.path"]),
+    ("root.path", ["rootfs"], ["root.path"]),
+    ("root.readonly", "yes", ["root.readonly"]),
+    ("hostname", 7, ["hostname"]),
+    ("hostname", [], ["hostname"]),
+    ("domainname", {}, ["domainname"]),
+    ("annotations", [], ["annotations"]),
+    ("annotations", {"a": 1}, ["annotations"]),
+    ("mounts", {}, ["mounts must be a list"]),
+    ("mounts", ["proc"], ["mounts[0]"]),
+    ("mounts.0.destination", 7, ["mounts[0]", "destination"]),
+    ("mounts.0.type", ["proc"], ["mounts[0]", "type"]),
+    ("mounts.0.source", 7, ["mounts[0]", "source"]),
+    ("mounts.0.options", "ro", ["mounts[0]", "options"]),
+    ("hooks", [], ["hooks"]),
+    ("hooks", {"prestart": {}}, ["hooks.prestart"]),
+    ("hooks", {"prestart": ["/bin/true"]}, ["hooks.prestart"]),
+    ("hooks", {"prestart": [{"path": "/bin/true", "args": "true"}]}, ["hooks.prestart", "args"]),
+    ("hooks", {"poststop": [{"path": "/bin/true", "timeout": "5"}]}, ["hooks.poststop", "timeout"]),
+    ("linux", [], ["linux"]),
+    ("linux.namespaces", {}, ["linux.namespaces"]),
+    ("linux.namespaces", ["pid"], ["linux.namespaces"]),
+    ("linux.namespaces.0.path", 7, ["linux.namespaces", "path"]),
+    ("linux.uidMappings", {}, ["linux.uidMappings"]),
+    ("linux.timeOffsets", [], ["linux.timeOffsets"]),
+    ("linux.cgroupsPath", 7, ["linux.cgroupsPath"]),
+    ("linux.cgroupsPath", ["a"], ["linux.cgroupsPath"]),
+    ("linux.resources", [], ["linux.resources"]),
+    ("linux.resources.memory", "1G", ["linux.resources.memory"]),
+    ("linux.resources.memory.limit", "1G", ["linux.resources.memory.limit"]),
+    ("linux.resources.memory.disableOOMKiller", "no", ["memory.disableOOMKiller"]),
+    ("linux.resources.cpu.shares", 1.5, ["linux.resources.cpu.shares"]),
+    ("linux.resources.cpu.cpus", 0, ["linux.resources.cpu.cpus"]),
+    ("linux.resources.pids.limit", True, ["linux.resources.pids.limit"]),
+    ("linux.resources.devices", {}, ["linux.resources.devices"]),
+    ("linux.resources.devices", [{"allow": "yes"}], ["linux.resources.devices[0].allow"]),
+    ("linux.resources.devices", [{"allow": True, "type": ["c"]}], ["linux.resources.devices[0].type"]),
+    ("linux.resources.blockIO", {"weightDevice": 5}, ["linux.resources.blockIO.weightDevice"]),
+    ("linux.resources.blockIO", {"throttleReadBpsDevice": {}}, ["blockIO.throttleReadBpsDevice"]),
+    ("linux.resources.blockIO", {"throttleReadBpsDevice": [7]}, ["blockIO.throttleReadBpsDevice[0]"]),
+    ("linux.resources.hugepageLimits", {}, ["linux.resources.hugepageLimits"]),
+    ("linux.devices", {}, ["linux.devices"]),
+    ("linux.devices", ["/dev/fuse"], ["linux.devices[0]"]),
+    ("linux.devices", [{"path": "/dev/fuse", "type": ["c"], "major": 10, "minor": 229}],
+     ["linux.devices[0]", "type"]),
+    ("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": "10", "minor": 229}],
+     ["linux.devices[0]", "major"]),
+    ("linux.sysctl", [], ["linux.sysctl"]),
+    ("linux.sysctl", {"net.ipv4.ip_forward": 1}, ["linux.sysctl"]),
+    ("linux.maskedPaths", {}, ["linux.maskedPaths"]),
+    ("linux.readonlyPaths", "/proc", ["linux.readonlyPaths"]),
+    ("linux.readonlyPaths", [7], ["linux.readonlyPaths"]),
+    ("linux.rootfsPropagation", ["private"], ["linux.rootfsPropagation"]),
+    ("linux.mountLabel", 7, ["linux.mountLabel"]),
+    ("linux.seccomp", "default", ["linux.seccomp"]),
+    ("linux.seccomp", _seccomp(defaultAction=["SCMP_ACT_ALLOW"]), ["seccomp action"]),
+    ("linux.seccomp", _seccomp(defaultErrnoRet="1"), ["errnoRet"]),
+    ("linux.seccomp", _seccomp(architectures="SCMP_ARCH_X86_64"), ["linux.seccomp.architectures"]),
+    ("linux.seccomp", _seccomp(architectures=[["SCMP_ARCH_X86"]]), ["linux.seccomp.architectures"]),
+    ("linux.seccomp", _seccomp(flags="SECCOMP_FILTER_FLAG_LOG"), ["linux.seccomp.flags"]),
+    ("linux.seccomp", _seccomp(syscalls={}), ["linux.seccomp.syscalls"]),
+    ("linux.seccomp", _seccomp(syscalls=["mkdir"]), ["linux.seccomp.syscalls"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, names="mkdir")]), ["linux.seccomp.syscalls[0]"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, action=["SCMP_ACT_ERRNO"])]),
+     ["linux.seccomp.syscalls[0]"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, args="index=0")]),
+     ["linux.seccomp.syscalls[0].args"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, args=[1, 2])]), ["linux.seccomp.syscalls[0].args"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, args=[{"index": "0", "op": "SCMP_CMP_EQ"}])]),
+     ["argument index", "linux.seccomp.syscalls[0]"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, args=[{"index": 0, "op": ["SCMP_CMP_EQ"]}])]),
+     ["seccomp operator", "linux.seccomp.syscalls[0]"]),
+    ("linux.seccomp", _seccomp(syscalls=[dict(_CALL, args=[{"index": 0, "op": "SCMP_CMP_EQ",
+                                                              "value": "1"}])]),
+     ["value", "linux.seccomp.syscalls[0]"]),
+]
+
+
+@pytest.mark.parametrize("field,value,words", WRONG_TYPES,
+                         ids=[f"{f}={json.dumps(v)[:30]}" for f, v, _w in WRONG_TYPES])
+def test_wrong_json_type_is_one_clear_line(rt, cid, field, value, words):
+    bundle = rt.bundle(changes=_put(field, value))
+    _assert_clean_failure(rt, rt("create", "-b", bundle, cid), cid, words)
+
+
+@pytest.mark.parametrize("fields,words", [
+    ({"listenerPath": "/run/agent.sock"}, ["linux.seccomp.listenerPath", "not supported", "seccomp agent"]),
+    ({"listenerPath": "/run/agent.sock", "listenerMetadata": "x"}, ["linux.seccomp.listener"]),
+    ({"listenerMetadata": "x"}, ["linux.seccomp.listenerMetadata"]),
+    ({"defaultAction": "SCMP_ACT_NOTIFY"}, ["SCMP_ACT_NOTIFY", "not supported"]),
+    ({"syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}, ["SCMP_ACT_NOTIFY", "syscalls[0]"]),
+    ({"sometimes": True}, ["linux.seccomp.sometimes", "not supported"]),
+])
+def test_seccomp_notify_and_unknown_fields_refused(rt, cid, fields, words):
+    bundle = rt.bundle(changes=_put("linux.seccomp", _seccomp(**fields)))
+    _assert_clean_failure(rt, rt("create", "-b", bundle, cid), cid, words)

@@ -60,6 +60,15 @@ def _is_uint(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+def _optional(obj, key, kind, where, what):
+    """obj[key] when it is set (not null) and of type `kind`, else None; any other type is
+    refused naming the field ("must be <what>")."""
+    value = obj.get(key)
+    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        _fail(f"{where} must be {what}")
+    return value
+
+
 def validate(spec, bundle):
     """Check the core's parts of the spec; returns the absolute rootfs path."""
     if not isinstance(spec, dict):
@@ -87,11 +96,15 @@ def validate(spec, bundle):
     unknown = sorted(set(linux) - LINUX_KEYS)
     if unknown:
         _fail(f"linux.{unknown[0]} is not supported by corral-runc; remove it")
+    for key, kind, what in (("cgroupsPath", str, "a string"), ("mountLabel", str, "a string"),
+                            ("rootfsPropagation", str, "a string"), ("resources", dict, "an object"),
+                            ("seccomp", dict, "an object"), ("devices", list, "a list"),
+                            ("maskedPaths", list, "a list of paths"),
+                            ("readonlyPaths", list, "a list of paths")):
+        _optional(linux, key, kind, f"linux.{key}", what)
     kinds = _validate_namespaces(linux)
     for key in ("hostname", "domainname"):
-        if spec.get(key):
-            if not isinstance(spec[key], str):
-                _fail(f"{key} must be a string")
+        if _optional(spec, key, str, key, "a string"):
             if "uts" not in kinds or kinds["uts"]:
                 _fail(f"{key} is set but there is no new uts namespace: add {{\"type\": \"uts\"}} "
                       "to linux.namespaces")
@@ -100,8 +113,7 @@ def validate(spec, bundle):
     ann = spec.get("annotations")
     if ann is not None and (not isinstance(ann, dict) or not all(isinstance(v, str) for v in ann.values())):
         _fail("annotations must be an object of strings")
-    if "mounts" in spec and not isinstance(spec["mounts"], list):
-        _fail("mounts must be a list")
+    _optional(spec, "mounts", list, "mounts", "a list")
     return rootfs
 
 
@@ -119,6 +131,10 @@ def validate_process(process, where):
         for e in process["env"]:
             if "=" not in e:
                 _fail(f"{where}.env entry {e!r} is not KEY=VALUE")
+    for key, kind, what in (("noNewPrivileges", bool, "true or false"),
+                            ("apparmorProfile", str, "a string"), ("selinuxLabel", str, "a string"),
+                            ("capabilities", dict, "an object of lists"), ("rlimits", list, "a list")):
+        _optional(process, key, kind, f"{where}.{key}", what)
     cwd = process.get("cwd", "/")
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         _fail(f"{where}.cwd {cwd!r} must be an absolute path")
@@ -135,9 +151,7 @@ def validate_process(process, where):
 
 def _validate_namespaces(linux):
     """Returns {type: path or None}."""
-    nss = linux.get("namespaces") or []
-    if not isinstance(nss, list):
-        _fail("linux.namespaces must be a list")
+    nss = _optional(linux, "namespaces", list, "linux.namespaces", "a list") or []
     kinds = {}
     for ns in nss:
         if not isinstance(ns, dict) or not isinstance(ns.get("type"), str):
@@ -147,7 +161,9 @@ def _validate_namespaces(linux):
             _fail(f"unknown namespace type {kind!r} in linux.namespaces: use {', '.join(NAMESPACES)}")
         if kind in kinds:
             _fail(f"namespace {kind!r} appears twice in linux.namespaces")
-        path = ns.get("path") or None
+        path = ns.get("path")
+        if path == "":
+            path = None
         if path is not None:
             if not isinstance(path, str) or not os.path.isabs(path):
                 _fail(f"linux.namespaces {kind} path {path!r} must be an absolute path")
@@ -159,7 +175,7 @@ def _validate_namespaces(linux):
     if kind_new(kinds, "cgroup") and not os.path.exists("/proc/self/ns/cgroup"):
         _fail("this kernel has no cgroup namespaces: remove {\"type\": \"cgroup\"}")
     for key in ("uidMappings", "gidMappings"):
-        maps = linux.get(key)
+        maps = _optional(linux, key, list, f"linux.{key}", "a list")
         if not maps:
             continue
         if "user" not in kinds:
@@ -170,16 +186,15 @@ def _validate_namespaces(linux):
             _fail(f"linux.{key} entries need containerID, hostID and size as numbers")
     if kind_new(kinds, "user") and not (linux.get("uidMappings") and linux.get("gidMappings")):
         _fail("a new user namespace needs linux.uidMappings and linux.gidMappings")
-    offsets = linux.get("timeOffsets")
+    offsets = _optional(linux, "timeOffsets", dict, "linux.timeOffsets", "an object")
     if offsets:
         if not kind_new(kinds, "time"):
             _fail("linux.timeOffsets is set but there is no new time namespace: add {\"type\": \"time\"}")
-        if not isinstance(offsets, dict):
-            _fail("linux.timeOffsets must be an object")
         for clock, off in offsets.items():
             if clock not in ("monotonic", "boottime"):
                 _fail(f"linux.timeOffsets clock {clock!r} is unknown: use monotonic or boottime")
             if not isinstance(off, dict) or not isinstance(off.get("secs", 0), int) \
+                    or isinstance(off.get("secs", 0), bool) \
                     or not _is_uint(off.get("nanosecs", 0)) or off.get("nanosecs", 0) >= 10**9:
                 _fail(f"linux.timeOffsets.{clock} needs integer secs and nanosecs below 1e9")
     if "mount" not in kinds and (linux.get("maskedPaths") or linux.get("readonlyPaths")):
@@ -193,10 +208,11 @@ def kind_new(kinds, kind):
 
 
 def _validate_sysctl(sysctl, kinds):
+    if sysctl is not None and (not isinstance(sysctl, dict)
+                               or not all(isinstance(v, str) for v in sysctl.values())):
+        _fail("linux.sysctl must be an object of strings")
     if not sysctl:
         return
-    if not isinstance(sysctl, dict) or not all(isinstance(v, str) for v in sysctl.values()):
-        _fail("linux.sysctl must be an object of strings")
     for key in sysctl:
         if not key or ".." in key or key.startswith("/") or not set(key) <= _SYSCTL_CHARS:
             _fail(f"linux.sysctl key {key!r} is not a valid name")

@@ -39,7 +39,7 @@ def check(d, where):
         raise RuntimeFailure(f"{where}: path must be an absolute path, got {path!r}")
     if posixpath.normpath(path) in ("/", "/dev"):
         raise RuntimeFailure(f"{where}: path {path!r} names no device file")
-    if d.get("type") not in _KINDS:
+    if not isinstance(d.get("type"), str) or d["type"] not in _KINDS:
         raise RuntimeFailure(f"{where}: type must be one of c, u, b, p, got {d.get('type')!r}")
     if d["type"] != "p":
         _int(d, "major", where)

@@ -32,13 +32,15 @@ def _value(v):
 
 
 def validate(rlimits):
+    if rlimits is not None and not isinstance(rlimits, list):
+        raise RuntimeFailure("process.rlimits in config.json must be a list")
     seen = set()
     for rl in rlimits or ():
         if not isinstance(rl, dict):
             raise RuntimeFailure(f"bad process.rlimits entry {rl!r} in config.json: want "
                                  "{\"type\": ..., \"soft\": N, \"hard\": N}")
         kind = rl.get("type")
-        if kind not in TYPES:
+        if not isinstance(kind, str) or kind not in TYPES:
             raise RuntimeFailure(f"unknown rlimit type {kind!r} in config.json: use one of "
                                  f"{', '.join(sorted(TYPES))}")
         if kind in seen:

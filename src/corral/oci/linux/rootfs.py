@@ -77,6 +77,9 @@ def _check_mount(m, i, bundle):
     if m.get("uidMappings") or m.get("gidMappings"):
         raise RuntimeFailure(f"{where}: uidMappings/gidMappings (id-mapped mounts) are not supported; "
                              "remove them")
+    for key in ("type", "source"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise RuntimeFailure(f"{where}: {key} must be a string")
     mounts.check_type(m, where)
     opts = mounts.parse(m, where)
     if opts.bind:

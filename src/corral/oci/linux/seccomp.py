@@ -50,8 +50,18 @@ _NR_SCMP_ERROR = -1
 _U64 = 2 ** 64 - 1
 
 
+# the fields of linux.seccomp and of one of its syscalls entries that corral-runc applies
+_KEYS = {"defaultAction", "defaultErrnoRet", "architectures", "flags", "syscalls"}
+_CALL_KEYS = {"names", "name", "action", "errnoRet", "args"}
+_ARG_KEYS = {"index", "value", "valueTwo", "op"}
+
+
+def _fail(msg):
+    raise RuntimeFailure(f"config.json: {msg}")
+
+
 def _check_action(name, ret, where):
-    if name not in ACTIONS:
+    if not isinstance(name, str) or name not in ACTIONS:
         raise RuntimeFailure(f"unknown seccomp action {name!r} in {where}: use one of "
                              f"{', '.join(sorted(ACTIONS))}")
     if name == "SCMP_ACT_NOTIFY":
@@ -61,40 +71,61 @@ def _check_action(name, ret, where):
         raise RuntimeFailure(f"bad errnoRet {ret!r} in {where}: want an errno number 0-65535")
 
 
+def _list(obj, key, where, item=str, what="strings"):
+    """obj[key] as a list of `item`s ([] when absent or null); anything else is refused."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+        _fail(f"{where}.{key} must be a list of {what}")
+    return value
+
+
+def _unknown(obj, known, where):
+    extra = sorted(set(obj) - known)
+    if extra:
+        _fail(f"{where}.{extra[0]} is not supported by corral-runc; remove it")
+
+
 def validate(cfg):
     """Refuse what build() would refuse, without importing pyseccomp."""
     if not isinstance(cfg, dict):
         raise RuntimeFailure("linux.seccomp in config.json must be an object")
+    for key in ("listenerPath", "listenerMetadata"):
+        if key in cfg:
+            _fail(f"linux.seccomp.{key} is not supported by corral-runc (no seccomp agent "
+                  "support: it cannot hand a notify fd to a listener); remove it")
+    _unknown(cfg, _KEYS, "linux.seccomp")
     if "defaultAction" not in cfg:
         raise RuntimeFailure("linux.seccomp in config.json has no defaultAction: add one, "
                              "e.g. SCMP_ACT_ERRNO")
     _check_action(cfg["defaultAction"], cfg.get("defaultErrnoRet"), "linux.seccomp.defaultAction")
-    for arch in cfg.get("architectures") or ():
+    for arch in _list(cfg, "architectures", "linux.seccomp"):
         if arch not in ARCHES:
             raise RuntimeFailure(f"unknown seccomp architecture {arch!r} in config.json: use one "
                                  f"of {', '.join(sorted(ARCHES))}")
-    for flag in cfg.get("flags") or ():
+    for flag in _list(cfg, "flags", "linux.seccomp"):
         if flag not in FLAGS:
             raise RuntimeFailure(f"seccomp flag {flag!r} in config.json is not supported: use "
                                  f"{', '.join(sorted(FLAGS))}")
-    for i, call in enumerate(cfg.get("syscalls") or ()):
+    for i, call in enumerate(_list(cfg, "syscalls", "linux.seccomp", dict, "objects")):
         where = f"linux.seccomp.syscalls[{i}]"
-        if not isinstance(call, dict):
-            raise RuntimeFailure(f"{where} in config.json must be an object")
+        _unknown(call, _CALL_KEYS, where)
         names = call.get("names")
         if names is None and "name" in call:
             names = [call["name"]]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise RuntimeFailure(f"{where} in config.json needs a non-empty list of syscall names")
         _check_action(call.get("action"), call.get("errnoRet"), where)
-        args = call.get("args") or []
+        args = _list(call, "args", where, dict, "objects")
         if len(args) > 6 * 6:
             raise RuntimeFailure(f"{where} in config.json has too many argument rules")
-        for arg in args:
+        for j, arg in enumerate(args):
+            _unknown(arg, _ARG_KEYS, f"{where}.args[{j}]")
             index, op = arg.get("index"), arg.get("op")
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 5:
                 raise RuntimeFailure(f"bad argument index {index!r} in {where}: want 0-5")
-            if op not in OPS:
+            if not isinstance(op, str) or op not in OPS:
                 raise RuntimeFailure(f"unknown seccomp operator {op!r} in {where}: use one of "
                                      f"{', '.join(sorted(OPS))}")
             for key in ("value", "valueTwo"):

@@ -52,7 +52,7 @@ def validate_process(process, linux=None, cache_dir=None):
         if kind not in capabilities.SETS:
             raise RuntimeFailure(f"unknown capability set {kind!r} in config.json: use "
                                  f"{', '.join(capabilities.SETS)}")
-        if not isinstance(names, list):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise RuntimeFailure(f"process.capabilities.{kind} in config.json must be a list of names")
         bad = capabilities.unknown_names(names)
         if bad:

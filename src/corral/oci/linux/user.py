@@ -190,9 +190,9 @@ def validate(user):
         raise RuntimeFailure("process.user in config.json must be an object with uid and gid")
     for key in ("uid", "gid", "umask"):
         v = user.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 0xFFFFFFFF):
+        if (v is not None or (key in user and key != "umask")) and (not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 0xFFFFFFFF):
             raise RuntimeFailure(f"process.user.{key} {v!r} in config.json is not an unsigned 32-bit integer")
-    gids = user.get("additionalGids") or []
-    if not isinstance(gids, list) or not all(isinstance(g, int) and not isinstance(g, bool)
-                                             and 0 <= g <= 0xFFFFFFFF for g in gids):
+    gids = user.get("additionalGids")
+    if gids is not None and (not isinstance(gids, list) or not all(
+            isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= 0xFFFFFFFF for g in gids)):
         raise RuntimeFailure("process.user.additionalGids in config.json must be a list of gids")

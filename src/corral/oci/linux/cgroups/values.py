@@ -50,6 +50,16 @@ def _section(resources, name, kind):
     return sec
 
 
+def _entries(section, sec, key):
+    """sec[key] as a list ([] when absent or null); another type is refused."""
+    lst = sec.get(key)
+    if lst is None:
+        return []
+    if not isinstance(lst, list):
+        _bad(f"{section}.{key}", lst, "expected a JSON array")
+    return lst
+
+
 def parse_cpu_list(text):
     """The set of numbers in a cpuset list like "0-3,7"; RuntimeFailure if malformed."""
     out = set()
@@ -152,12 +162,12 @@ def check(resources, layout):
         for k in ("weight", "leafWeight"):
             if bio.get(k) and bio[k] < 10:
                 _bad(f"blockIO.{k}", bio[k], "must be between 10 and 1000")
-        for i, d in enumerate(bio.get("weightDevice") or []):
+        for i, d in enumerate(_entries("blockIO", bio, "weightDevice")):
             _device_id(f"blockIO.weightDevice[{i}]", d)
             _int(f"blockIO.weightDevice[{i}]", "weight", d.get("weight"), minimum=10, maximum=1000)
             _int(f"blockIO.weightDevice[{i}]", "leafWeight", d.get("leafWeight"), minimum=10, maximum=1000)
         for k in THROTTLES:
-            for i, d in enumerate(bio.get(k) or []):
+            for i, d in enumerate(_entries("blockIO", bio, k)):
                 _device_id(f"blockIO.{k}[{i}]", d)
                 _int(f"blockIO.{k}[{i}]", "rate", d.get("rate"), minimum=0)
                 if d.get("rate") is None:
@@ -189,7 +199,7 @@ def check(resources, layout):
         _int("network", "classID", net.get("classID"), minimum=0, maximum=0xffffffff)
         if net.get("classID") is not None:
             need("network.classID", "net_cls")
-        for i, p in enumerate(net.get("priorities") or []):
+        for i, p in enumerate(_entries("network", net, "priorities")):
             if not isinstance(p, dict) or not isinstance(p.get("name"), str) or "/" in p["name"]:
                 _bad(f"network.priorities[{i}]", p, "expected {\"name\": \"eth0\", \"priority\": N}")
             _int(f"network.priorities[{i}]", "priority", p.get("priority"), minimum=0)
