@@ -87,6 +87,7 @@ def _preload():
     import corral.shim.server  # noqa: F401
     import corral.shim.service  # noqa: F401
     import corral.shim.stats  # noqa: F401
+    import corral.snapshots.mount  # noqa: F401 (the rootfs mount on Create)
     import corral.ttrpc.client  # noqa: F401
     import corral.ttrpc.server  # noqa: F401
     from corral.api.containerd.events import task_pb2 as events
