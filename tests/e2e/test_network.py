@@ -175,6 +175,57 @@ def test_port_already_taken(corral, corrald):
     assert leftovers(corrald) == before
 
 
+def _dport_rules(port):
+    out = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if f"--dport {port} " in line + " " and "DNAT" in line]
+
+
+def test_port_taken_by_a_container_fails_its_start(corral, corrald, cleanup):
+    """Two containers made with the same host port (neither running then): the one started
+    second fails with one line, exit 125 (`start` of several: 1), with nothing attached."""
+    from corral.cni import cache, netns
+    port = _free_port()
+    a, b = uname("pa"), uname("pb")
+    cleanup += [a, b]
+    corral("create", "--name", a, "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", HTTPD)
+    corral("create", "--name", b, "-p", f"{port}:80", "busybox", "sh", "-c", HTTPD)
+    bid = _id(corral, b)
+    corral("start", a)
+    assert _get(f"http://127.0.0.1:{port}/") == "hello-through-portmap\n"
+    rules = _dport_rules(port)
+    assert len(rules) == 1, rules
+    want = f"cannot attach the container's network: port 0.0.0.0:{port}/tcp is already published by another container ({a})"
+    res = corral("start", b, check=False)
+    assert res.returncode == 1 and res.stderr == f"corral: {b}: {want}\n", res.stderr
+    res = corral("start", "-a", b, check=False)
+    assert res.returncode == 125 and res.stderr == f"corral: {want}\n", res.stderr
+    res = corral("restart", "-t", "1", b, check=False)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1 and want in res.stderr
+    # nothing of b attached: no cache entry, no pinned namespace, no task, no second DNAT rule
+    assert cache.entries(corrald.root, bid) == []
+    assert not os.path.exists(netns.path_of(corrald.root, bid))
+    assert corrald.ctr("tasks", "ls", "-q").stdout.split().count(bid) == 0
+    assert json.loads(corral("inspect", b).stdout)[0]["State"]["Status"] == "created"
+    assert _dport_rules(port) == rules
+    assert _get(f"http://127.0.0.1:{port}/") == "hello-through-portmap\n"  # a still serves
+    # a new container: refused when it is made, nothing left
+    before = leftovers(corrald)
+    for args in (["--rm"], ["-d"], ["-d", "--rm"]):
+        res = corral("run", *args, "-p", f"127.0.0.1:{port}:80", "busybox", "true", check=False)
+        assert res.returncode == 125, res.stderr
+        assert res.stderr == f"corral: port 127.0.0.1:{port}/tcp is already published by another container ({a})\n"
+    assert leftovers(corrald) == before
+    # once a has stopped (its network released), b starts and serves on the port
+    corral("stop", "-t", "1", a)
+    corral("start", b)
+    assert _get(f"http://127.0.0.1:{port}/") == "hello-through-portmap\n"
+    assert len(_dport_rules(port)) == 1
+    res = corral("start", a, check=False)
+    assert res.returncode == 1 and f"already published by another container ({b})" in res.stderr
+    corral("rm", "-f", a, b)
+    assert _dport_rules(port) == []
+
+
 def test_host_and_none_networks(corral):
     res = corral("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
     assert "eth0" not in res.stdout

@@ -25,6 +25,9 @@ def start_error(e):
         return CLIError(f"cannot run the command in the container: {msg}", 127)
     if re.search(_CANNOT_RUN, msg):
         return CLIError(f"cannot run the command in the container: {msg}", 126)
+    hook = "corral-oci-hook: "  # the network hook's own line says it all (port taken, plugin...)
+    if hook in msg:
+        return CLIError(f"cannot attach the container's network: {msg.split(hook, 1)[1]}")
     return CLIError(msg)
 
 

@@ -56,6 +56,12 @@ def loopback_only(pid):
 def setup(data_root, c, pid):
     """Attach container `c` (its init is `pid`) to its networks; the cache entries."""
     with _Lock(data_root):
+        if c.ports:
+            # ports are checked when the container is made, and again here, at each start
+            # (under the lock, so two starts cannot both take a port): another container may
+            # have published the port, or a host process bound it, since
+            from corral.cni.ports import check_free
+            check_free(c.ports, cache.published(data_root, c.id))
         old = netns.path_of(data_root, c.id)
         if netns.is_pinned(old) and not netns.same_namespace(old, f"/proc/{pid}/ns/net"):
             # attachments of an earlier namespace of this container that no poststop undid:

@@ -57,3 +57,15 @@ def entries(data_root, container_id=None):
         if entry and (container_id is None or entry.get("containerId") == container_id):
             out.append(entry)
     return out
+
+
+def published(data_root, except_id=None):
+    """Host ports published by the attached containers (those with a cache entry: attached
+    now, or being attached), but `except_id`: port dicts with the container's name added."""
+    out = []
+    for e in entries(data_root):
+        if e.get("containerId") == except_id:
+            continue
+        for p in (e.get("capabilityArgs") or {}).get("portMappings", []):
+            out.append(dict(p, container=e.get("name") or (e.get("containerId") or "")[:12]))
+    return out

@@ -76,8 +76,9 @@ def check_free(ports, taken=()):
         for t in taken:
             if (t["hostPort"], t.get("protocol", "tcp")) == (p["hostPort"], p["protocol"]) and \
                     (not t.get("hostIP") or not p.get("hostIP") or t["hostIP"] == p["hostIP"]):
+                by = f" ({t['container']})" if t.get("container") else ""
                 raise NetworkError(f"port {where}:{p['hostPort']}/{p['protocol']} is already published "
-                                   "by another container")
+                                   f"by another container{by}")
         _bind_test(p["hostPort"], p["protocol"], p.get("hostIP") or "")
 
 

@@ -65,9 +65,8 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
     if mode == "cni":
         for n in networks:
             conflist.find(data_root, n)  # an unknown network fails here, before anything is made
-        taken = [p for e in cache.entries(data_root) if e.get("containerId") != container_id
-                 for p in (e.get("capabilityArgs") or {}).get("portMappings", [])]
-        check_free(ports, taken)
+        # early word for ports taken now; the hook checks again at each ADD (start, restart)
+        check_free(ports, cache.published(data_root, container_id))
     if mode != "host":
         path = hook_path()
         base = [HOOK, "--data-root", data_root]

@@ -11,5 +11,9 @@ def run(opts, env):
 
     def restart(c):
         c.stop(timeout=opts.time)
-        c.start()
+        try:
+            c.start()
+        except Exception as e:
+            from corral.cli.attach import start_error
+            raise start_error(e) from None
     return each(env, opts.containers, restart)
