@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from corral.oci.linux import lsm
 from tests.helpers.oci_runtime import leftovers, rt  # noqa: F401
 
 
@@ -282,3 +283,26 @@ def test_wrong_json_type_is_one_clear_line(rt, cid, field, value, words):
 def test_seccomp_notify_and_unknown_fields_refused(rt, cid, fields, words):
     bundle = rt.bundle(changes=_put("linux.seccomp", _seccomp(**fields)))
     _assert_clean_failure(rt, rt("create", "-b", bundle, cid), cid, words)
+
+
+_LABEL = "system_u:object_r:container_file_t:s0:c1,c2"
+
+
+@pytest.mark.skipif(lsm.selinux_enabled(), reason="SELinux is enabled on this host")
+def test_mount_label_refused_without_selinux(rt, cid):
+    bundle = rt.bundle(changes=_put("linux.mountLabel", _LABEL))
+    _assert_clean_failure(rt, rt("create", "-b", bundle, cid), cid,
+                          ["linux.mountLabel", "SELinux is not enabled"])
+
+
+def test_mount_label_with_a_quote_refused(rt, cid):
+    bundle = rt.bundle(changes=_put("linux.mountLabel", 'x",size=1'))
+    _assert_clean_failure(rt, rt("create", "-b", bundle, cid), cid, ["linux.mountLabel", "quotes"])
+
+
+@pytest.mark.skipif(not lsm.selinux_enabled(), reason="SELinux is not enabled on this host")
+def test_mount_label_applied_with_selinux(rt, cid):
+    bundle = rt.bundle(args=["cat", "/proc/self/mountinfo"], changes=_put("linux.mountLabel", _LABEL))
+    res = rt.ok("run", "-b", bundle, cid)
+    shm = [line for line in res.stdout.splitlines() if line.split()[4] == "/dev/shm"]
+    assert shm and "context=" in shm[0] and "c1,c2" in shm[0], res.stdout

@@ -133,3 +133,22 @@ def test_validate_process_prepares_the_containers_seccomp_for_exec():
             "print(len(seccomp._prepared))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1", out.stdout + out.stderr
+
+
+def test_mount_label_goes_into_the_data_of_labelled_types():
+    from corral.oci.linux import rootfs
+
+    label = "system_u:object_r:container_file_t:s0:c1,c2"
+    for typ in ("tmpfs", "devpts", "overlay"):
+        assert rootfs.labelled_data(typ, "mode=755", label) == f'mode=755,context="{label}"'
+        assert rootfs.labelled_data(typ, None, label) == f'context="{label}"'
+    # these keep their own labels (mqueue's root is labelled after the mount), as in runc
+    for typ in ("bind", "proc", "sysfs", "mqueue", "cgroup", "cgroup2"):
+        assert rootfs.labelled_data(typ, "ro", label) == "ro"
+    assert rootfs.labelled_data("tmpfs", "mode=755", None) == "mode=755"
+    assert rootfs.labelled_data("tmpfs", "mode=755", "") == "mode=755"
+
+
+def test_mount_label_cannot_smuggle_mount_options():
+    with pytest.raises(RuntimeFailure, match="quotes"):
+        security.validate(_spec(_set(["linux", "mountLabel"], 'x",size=1')))

@@ -35,6 +35,9 @@ def validate(process, linux):
         raise RuntimeFailure(f"process.selinuxLabel {label!r} is set but SELinux is not enabled "
                              "on this host: remove it from config.json or enable SELinux")
     mount_label = (linux or {}).get("mountLabel")
+    if mount_label and ('"' in mount_label or "\n" in mount_label or "\0" in mount_label):
+        raise RuntimeFailure(f"linux.mountLabel {mount_label!r} is not an SELinux context: it may "
+                             "not hold quotes or line breaks")
     if mount_label and not selinux_enabled():
         raise RuntimeFailure(f"linux.mountLabel {mount_label!r} is set but SELinux is not enabled "
                              "on this host: remove it from config.json or enable SELinux")
@@ -64,7 +67,8 @@ def set_exec_labels(process):
 
 
 def mount_data(data, mount_label):
-    """Mount data with the SELinux context option added (for the mount code)."""
+    """Mount data with the SELinux context option added (for the mount code). The label is
+    quoted, as its MCS part may hold commas; validate() refused quotes in it."""
     if not mount_label:
         return data
     opt = f'context="{mount_label}"'

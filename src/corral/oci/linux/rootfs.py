@@ -15,7 +15,7 @@ import posixpath
 import stat
 
 from corral.oci.errors import RuntimeFailure
-from corral.oci.linux import devices, mounts, paths
+from corral.oci.linux import devices, lsm, mounts, paths
 from corral.oci.linux import syscalls as S
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -104,12 +104,13 @@ def setup(spec, bundle, cgroup_paths, no_pivot=False, before_pivot=None):
     except OSError as e:
         raise RuntimeFailure(f"preparing the rootfs {rootfs} failed: {e}") from e
     cgroupns = any(n.get("type") == "cgroup" for n in linux.get("namespaces") or [])
+    label = linux.get("mountLabel") or None  # validate() let it through only with SELinux on
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         setup_dev = True
         for i, m in enumerate(spec.get("mounts") or []):
             try:
-                _mount(root_fd, rootfs, bundle, m, cgroup_paths or {}, cgroupns)
+                _mount(root_fd, rootfs, bundle, m, cgroup_paths or {}, cgroupns, label)
             except OSError as e:
                 why = os.strerror(e.errno) if e.errno else str(e)
                 raise RuntimeFailure(f"mounts[{i}]: mounting {m.get('type') or 'bind'} {m.get('source') or ''} "
@@ -213,14 +214,28 @@ def _finish(root_fd, dest, opts):
         os.close(fd)
 
 
-def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
+# types that keep their own SELinux labels (linux.mountLabel is not put on them), as in runc;
+# mqueue takes no context= option: its root is labelled after the mount
+_UNLABELLED = {"bind", "proc", "sysfs", "mqueue", "cgroup", "cgroup2"}
+
+
+def labelled_data(typ, data, label):
+    """Mount data for a mount of `typ` with linux.mountLabel applied (the SELinux context=
+    option on tmpfs, devpts and other filesystems; not on the types in _UNLABELLED)."""
+    if not label or typ in _UNLABELLED:
+        return data
+    return lsm.mount_data(data, label)
+
+
+def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns, label=None):
     dest = m["destination"]
     typ = mounts.mount_type(m)
     opts = mounts.parse(m)
+    data = labelled_data(typ, opts.data_str, label)
     if typ == "bind":
         _bind(root_fd, rootfs, bundle, m, opts)
     elif typ == "cgroup":
-        _mount_cgroup(root_fd, dest, opts, cgroup_paths, cgroupns)
+        _mount_cgroup(root_fd, dest, opts, cgroup_paths, cgroupns, label)
     elif typ == "cgroup2":
         _mount_cgroup2(root_fd, dest, opts, cgroup_paths, cgroupns)
     else:
@@ -238,7 +253,7 @@ def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
                 raise RuntimeFailure(f"mount {dest}: destination is not a directory")
             _check_proc_dest(rootfs, fd, dest, typ)
             if opts.copyup:
-                _mount_copyup(fd, m, opts)
+                _mount_copyup(fd, m, opts, data)
                 if opts.flags & S.MS_RDONLY:
                     nfd = _reopen(root_fd, dest)
                     try:
@@ -247,7 +262,7 @@ def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
                         os.close(nfd)
             else:
                 try:
-                    S.mount(m.get("source") or typ, paths.fd_path(fd), typ, opts.flags, opts.data_str)
+                    S.mount(m.get("source") or typ, paths.fd_path(fd), typ, opts.flags, data)
                 except PermissionError:
                     if typ != "sysfs":
                         raise
@@ -260,7 +275,18 @@ def _mount(root_fd, rootfs, bundle, m, cgroup_paths, cgroupns):
                         os.close(nfd)
         finally:
             os.close(fd)
+        if label and typ == "mqueue":
+            _label_root(root_fd, dest, label)
     _finish(root_fd, dest, opts)
+
+
+def _label_root(root_fd, dest, label):
+    """Give the root of the mount at dest the SELinux label (for types without context=)."""
+    fd = _reopen(root_fd, dest)
+    try:
+        os.setxattr(paths.fd_path(fd), "security.selinux", label.encode())
+    finally:
+        os.close(fd)
 
 
 # files under /proc that a bind may replace (what lxcfs emulates); runc allows the same
@@ -307,14 +333,14 @@ def _bind(root_fd, rootfs, bundle, m, opts):
             os.close(fd)
 
 
-def _mount_copyup(fd, m, opts):
+def _mount_copyup(fd, m, opts, data):
     """tmpcopyup: a tmpfs that starts with a copy of what the destination held."""
     import shutil
     import tempfile
 
     stage = tempfile.mkdtemp(prefix="corral-copyup-")
     try:
-        S.mount(m.get("source") or "tmpfs", stage, "tmpfs", opts.flags & ~S.MS_RDONLY, opts.data_str)
+        S.mount(m.get("source") or "tmpfs", stage, "tmpfs", opts.flags & ~S.MS_RDONLY, data)
         try:
             shutil.copytree(paths.fd_path(fd), stage, symlinks=True, dirs_exist_ok=True)
             S.mount(stage, paths.fd_path(fd), None, S.MS_MOVE)
@@ -371,13 +397,14 @@ def _host_dir(mp, root, ctrls, cgroup_paths):
     return posixpath.normpath(posixpath.join(mp, rel))
 
 
-def _mount_cgroup(root_fd, dest, opts, cgroup_paths, cgroupns):
+def _mount_cgroup(root_fd, dest, opts, cgroup_paths, cgroupns, label=None):
     kind, hierarchies = _host_cgroup_layout()
     if kind == "v2":
         return _mount_cgroup2(root_fd, dest, opts, cgroup_paths, cgroupns)
     fd = paths.open_in_root(root_fd, dest, create="dir")
     try:
-        S.mount("tmpfs", paths.fd_path(fd), "tmpfs", _DEFAULT_MOUNT_FLAGS, "mode=755")
+        S.mount("tmpfs", paths.fd_path(fd), "tmpfs", _DEFAULT_MOUNT_FLAGS,
+                labelled_data("tmpfs", "mode=755", label))
     finally:
         os.close(fd)
     flags = _DEFAULT_MOUNT_FLAGS | (opts.flags & (S.MS_RDONLY | S.MS_RELATIME | S.MS_NOATIME))
