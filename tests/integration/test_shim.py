@@ -415,3 +415,72 @@ def test_stdin_nobody_reads_does_not_stall_the_shim(shim_env, tmpdir_root):
             await shim.close()
     run(body())
     assert wait_gone(shim.pid)
+
+
+def _wait_state(shim, status, exec_id="", timeout=10):
+    async def poll():
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await shim.call("State", pb.StateRequest(id=shim.cid, exec_id=exec_id), pb.StateResponse)
+            if state.status == status or time.monotonic() > deadline:
+                return state
+            await asyncio.sleep(0.02)
+    return poll()
+
+
+def test_delete_waits_for_the_exit_event(shim_env):
+    """An init that dies before Start is STOPPED at once, but its exit event waits for a start
+    event that will not come: a Delete then must still publish /tasks/exit before
+    /tasks/delete (containerd needs that order)."""
+    shim = shim_env(["sleep", "1000"])
+
+    async def body():
+        await shim.start()
+        try:
+            pid = (await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle),
+                                   pb.CreateTaskResponse)).pid
+            os.kill(pid, signal.SIGKILL)
+            assert (await _wait_state(shim, STOPPED)).status == STOPPED
+            assert "/tasks/exit" not in shim.topics()  # the window is open
+            t = time.monotonic()
+            deleted = await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            assert (deleted.pid, deleted.exit_status) == (pid, 137)
+            assert time.monotonic() - t < 5
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert shim.topics() == ["/tasks/create", "/tasks/exit", "/tasks/delete"]
+    assert wait_gone(shim.pid)
+
+
+def test_exec_delete_waits_for_the_exit_event(shim_env, tmpdir_root):
+    """The same window for an exec process whose background child keeps its stdout open."""
+    shim = shim_env(["sleep", "1000"])
+    log = os.path.join(tmpdir_root, "exec.log")
+
+    async def body():
+        await shim.start()
+        try:
+            await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle), pb.CreateTaskResponse)
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            spec = json.load(open(os.path.join(shim.bundle, "config.json")))["process"]
+            spec["args"] = ["sh", "-c", "sleep 30 & exit 6"]
+            await shim.call("Exec", pb.ExecProcessRequest(id=shim.cid, exec_id="bg", stdout="jsonfile://" + log,
+                                                          spec=Any(value=json.dumps(spec).encode())))
+            await shim.call("Start", pb.StartRequest(id=shim.cid, exec_id="bg"), pb.StartResponse)
+            assert (await _wait_state(shim, STOPPED, "bg")).status == STOPPED
+            assert shim.topics().count("/tasks/exit") == 0
+            deleted = await shim.call("Delete", pb.DeleteRequest(id=shim.cid, exec_id="bg"), pb.DeleteResponse)
+            assert deleted.exit_status == 6
+            assert shim.topics().count("/tasks/exit") == 1  # published before Delete answered
+            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9, all=True))
+            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert shim.topics() == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                             "/tasks/exit", "/tasks/exit", "/tasks/delete"]
+    assert wait_gone(shim.pid)

@@ -30,6 +30,7 @@ class Process:
         self.io = None
         self.exited = asyncio.Event()  # set once the exit is recorded and its output drained
         self.started = asyncio.Event()  # set once the start event is queued
+        self.starting = False  # the runtime's start is under way
 
 
 class Container:
@@ -177,13 +178,27 @@ class TaskService:
         self.publisher.publish("/tasks/exit", event)
         proc.exited.set()
 
+    async def _exit_reported(self, proc, timeout=10):
+        if proc.exited.is_set():
+            return
+        if not proc.started.is_set() and not proc.starting:
+            proc.started.set()  # it died before Start: no start event will come
+        try:
+            await asyncio.wait_for(proc.exited.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
     async def start(self, ctx, req):
         c = self._container(req.id)
         proc = c.process(req.exec_id)
         if proc.status != CREATED or (proc.exec_id and proc.pid):
             raise TtrpcError(FAILED_PRECONDITION, f"process {req.exec_id or req.id} was already started")
         if not req.exec_id:
-            await c.runtime.start(c.id)
+            proc.starting = True
+            try:
+                await c.runtime.start(c.id)
+            finally:
+                proc.starting = False
             if proc.status == CREATED:
                 proc.status = RUNNING
             self.publisher.publish("/tasks/start", ev.TaskStart(container_id=c.id, pid=proc.pid))
@@ -192,10 +207,12 @@ class TaskService:
         spec_file = os.path.join(c.bundle, f"exec-{proc.exec_id}.json")
         with open(spec_file, "wb") as f:
             f.write(proc.spec)
+        proc.starting = True
         try:
             await self._run_process(c, proc, lambda stdio, console, pid_file: c.runtime.exec(
                 c.id, spec_file, pid_file, stdio, console), os.path.join(c.bundle, f"exec-{proc.exec_id}.pid"))
         finally:
+            proc.starting = False
             for path in (spec_file, os.path.join(c.bundle, f"exec-{proc.exec_id}.pid")):
                 try:
                     os.unlink(path)
@@ -214,6 +231,10 @@ class TaskService:
         if proc.status in (RUNNING, PAUSED):
             raise TtrpcError(FAILED_PRECONDITION, f"cannot delete running process {req.exec_id or req.id}: "
                                                   "kill it first")
+        if proc.status == STOPPED:
+            # its exit may still wait for its output to drain: containerd needs /tasks/exit
+            # published before /tasks/delete (and before the exit status is handed out here)
+            await self._exit_reported(proc)
         if req.exec_id:
             if proc.io:
                 proc.io.close()
