@@ -252,6 +252,60 @@ def test_exit_of_a_shim_dead_while_daemon_down_is_reported(daemon, tmp_path):
         daemon.ctr("containers", "rm", cid, check=False)
 
 
+def test_stopped_shim_does_not_stall_start_up(daemon):
+    """A shim that is there but does not answer (SIGSTOP) costs start-up at most a couple of
+    seconds, is not force-deleted, shows as UNKNOWN, and is reconnected once it answers."""
+    stuck = uid("stuck")
+    other = uid("other")
+    shim = None
+    daemon.ctr("run", "-d", IMAGE, stuck, "sleep", "1000")
+    daemon.ctr("run", "-d", IMAGE, other, "sleep", "1000")
+    try:
+        wait_status(daemon, stuck, "RUNNING")
+        wait_status(daemon, other, "RUNNING")
+        pid = _task_pid(daemon, stuck)
+        shim = _shim_of(daemon, pid)
+        daemon.stop(signal.SIGKILL)
+        os.kill(shim, signal.SIGSTOP)
+        t0 = time.monotonic()
+        daemon.start()
+        took = time.monotonic() - t0
+        print(f"start-up with a stopped shim: {took:.2f}s")
+        assert took < 6, f"start-up took {took:.1f}s with one stopped shim"
+        t0 = time.monotonic()
+        tasks = {l.split()[0]: l.split()[-1] for l in daemon.ctr("tasks", "ls").stdout.splitlines()[1:]}
+        assert time.monotonic() - t0 < 3
+        assert tasks.get(other) == "RUNNING" and tasks.get(stuck) == "UNKNOWN", tasks
+        # the others are controllable; calls to the stuck one fail at once instead of hanging
+        assert daemon.ctr("tasks", "exec", "--exec-id", "e", other, "echo", "ok").stdout == "ok\n"
+        t0 = time.monotonic()
+        res = daemon.ctr("tasks", "kill", stuck, check=False)
+        assert res.returncode != 0 and time.monotonic() - t0 < 3, res.stderr
+        assert daemon.ctr("tasks", "delete", stuck, check=False).returncode != 0
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", other)
+        wait_status(daemon, other, "STOPPED")
+        daemon.ctr("tasks", "delete", other)
+        time.sleep(2)
+        assert os.path.exists(f"/proc/{pid}"), "an unresponsive shim's container must not be killed"
+        os.kill(shim, signal.SIGCONT)
+        wait_status(daemon, stuck, "RUNNING", timeout=30)
+        assert _task_pid(daemon, stuck) == pid
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", stuck)
+        wait_status(daemon, stuck, "STOPPED")
+        res = daemon.ctr("tasks", "delete", stuck)
+        assert "exit code 137" in res.stderr, res.stderr
+    finally:
+        if shim is not None:
+            try:
+                os.kill(shim, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        for c in (stuck, other):
+            daemon.ctr("tasks", "kill", "-s", "SIGKILL", c, check=False)
+            daemon.ctr("tasks", "delete", "-f", c, check=False)
+            daemon.ctr("containers", "rm", c, check=False)
+
+
 def test_killed_shim_is_cleaned_up(daemon):
     cid = uid("shimkill")
     daemon.ctr("run", "-d", IMAGE, cid, "sleep", "1000")
