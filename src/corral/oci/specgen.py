@@ -51,8 +51,24 @@ def default_spec(args=None, terminal=True, rootless=False):
         },
     }
     if rootless:
-        spec["linux"]["namespaces"].append({"type": "user"})
-        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-        spec["linux"].pop("resources")
+        _make_rootless(spec)
     return spec
+
+
+def _make_rootless(spec):
+    """What runc's `spec --rootless` changes: a user namespace mapping root to the caller
+    (no network namespace of its own), the host's /sys bound read-only in place of a sysfs,
+    no uid=/gid= mount options (those ids are not mapped) and no cgroup resources."""
+    import os
+
+    linux = spec["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    linux.pop("resources")
+    for m in spec["mounts"]:
+        if m["destination"] == "/sys":
+            m.update(source="/sys", type="none", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+        elif m.get("options"):
+            m["options"] = [o for o in m["options"] if not o.startswith(("uid=", "gid="))]
