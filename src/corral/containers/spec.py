@@ -201,12 +201,60 @@ def _cap_names(names, what):
     return out
 
 
-def capabilities(opts):
+# what --privileged does not take from the host's /dev (runc's and docker's list: the
+# container has its own pts, shm, mqueue, console and ptmx)
+_HOST_DEV_SKIP = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console", "ptmx"}
+
+
+def host_devices(top="/dev"):
+    """The host's device nodes as OCI linux.devices entries (--privileged gets them all)."""
+    import stat
+    out = []
+
+    def walk(d):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            return
+        for name in names:
+            if d == top and name in _HOST_DEV_SKIP:
+                continue
+            path = os.path.join(d, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                walk(path)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out.append({"path": path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    walk(top)
+    return out
+
+
+def all_capabilities():
+    """Every capability the host grants (our bounding set): what --privileged and --cap-add
+    ALL give, as docker does; a capability the host withholds (e.g. CAP_SYS_RESOURCE in some
+    sandboxes) would make the runtime's capset fail."""
     from corral.oci.linux.capabilities import NAMES
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+                    return [n for i, n in enumerate(NAMES) if mask >> i & 1]
+    except (OSError, ValueError, IndexError):
+        pass
+    return list(NAMES)
+
+
+def capabilities(opts):
     if opts.privileged:
-        return list(NAMES)
+        return all_capabilities()
     add, drop = _cap_names(opts.cap_add, "--cap-add"), _cap_names(opts.cap_drop, "--cap-drop")
-    caps = list(NAMES) if "ALL" in add else list(DEFAULT_CAPS)
+    caps = all_capabilities() if "ALL" in add else list(DEFAULT_CAPS)
     caps += [c for c in add if c != "ALL" and c not in caps]
     if "ALL" in drop:
         caps = [c for c in add if c != "ALL"]
@@ -344,6 +392,7 @@ def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_r
     res = linux["resources"]
     if opts.privileged:
         res["devices"] = [{"allow": True, "access": "rwm"}]
+        linux["devices"] = host_devices()
         linux["maskedPaths"], linux["readonlyPaths"] = [], []
         for m in spec["mounts"]:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
