@@ -2,7 +2,9 @@
 
 The runtime binary is runc by default here (chosen through `--runtime-config-path`, the way
 ctr passes runtime options to shims other than runc's); set CORRAL_SHIM_TEST_BINARY to test
-another runc-compatible binary (corral-runc, crun). CORRAL_SHIM_LOOP sets the load loop's size.
+another runc-compatible binary (corral-runc, crun). The tests at the end run the shim's default
+(corral-runc, no runtime options) and crun by name. CORRAL_SHIM_LOOP sets the load loop's size
+(default 50).
 """
 
 import fcntl
@@ -265,17 +267,8 @@ def test_killed_shim_is_cleaned_by_delete(ctrd, cid):
     wait_for(lambda: not shim_pids(ctrd), "no shim")
 
 
-def test_many_containers_leave_nothing_behind(ctrd, cid):
-    count = int(os.environ.get("CORRAL_SHIM_LOOP", "20"))
-    for i in range(count):
-        res = run(ctrd, "--rm", ctrd.image, f"{cid}-{i}", "sh", "-c", f"echo {i}")
-        assert res.stdout == f"{i}\n"
-    wait_for(lambda: not shim_pids(ctrd), "every shim to exit")
-    assert mounts_below(ctrd.dir) == []
-    leftovers = [p for i in range(count) for p in [socket_path(ctrd.sock, "default", f"{cid}-{i}")]
-                 if os.path.exists(p) or os.path.exists(p + ".lock")]
-    assert leftovers == []
-    assert ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+def zombies_under(parents):
+    """Zombie processes whose parent is one of `parents`."""
     zombies = []
     for entry in os.listdir("/proc"):
         try:
@@ -283,9 +276,63 @@ def test_many_containers_leave_nothing_behind(ctrd, cid):
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[0] == "Z" and int(fields[1]) == ctrd.proc.pid:
-            zombies.append(entry)
-    assert zombies == []
+        if fields[0] == "Z" and int(fields[1]) in parents:
+            zombies.append((int(entry), int(fields[1])))
+    return zombies
+
+
+def no_zombies_under(parents, settle=2.0):
+    """[] once no zombie is left under `parents` (a child that exits this very moment may be a
+    zombie for an instant: only one that stays for `settle` seconds counts)."""
+    deadline = time.monotonic() + settle
+    while True:
+        found = zombies_under(parents)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_many_containers_leave_nothing_behind(ctrd, cid):
+    """Containers started and stopped in a loop: half with their own shim (which must exit),
+    half in the group of a long-running container, whose shim must reap every one of them and
+    of the execs run beside them; then no zombie under containerd or any shim, no shim, no
+    mount, no socket is left."""
+    count = int(os.environ.get("CORRAL_SHIM_LOOP", "50"))
+    group = f"io.corral.shim.group={cid}-g"
+    keeper = f"{cid}-keep"
+    names = [keeper] + [f"{cid}-{i}" for i in range(count)]
+    try:
+        run(ctrd, "-d", "--annotation", group, ctrd.image, keeper, "sleep", "1000")
+        wait_for(lambda: task_status(ctrd, keeper) == "RUNNING", "RUNNING")
+        (group_shim,) = shim_pids(ctrd)
+        for i in range(count):
+            extra = ("--annotation", group) if i % 2 else ()
+            res = run(ctrd, "--rm", *extra, ctrd.image, f"{cid}-{i}", "sh", "-c", f"echo {i}")
+            assert res.stdout == f"{i}\n"
+            if i % 5 == 0:
+                res = ctrd.ctr("tasks", "exec", "--exec-id", f"x{i}", keeper, "sh", "-c", f"echo x{i}; exit 2",
+                               check=False)
+                assert (res.returncode, res.stdout) == (2, f"x{i}\n"), res.stderr
+        # the group's shim lived through it all: each of its children was reaped
+        wait_for(lambda: shim_pids(ctrd) == [group_shim], "only the group's shim to remain")
+        assert no_zombies_under({ctrd.proc.pid, group_shim}) == []
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", keeper)
+        wait_for(lambda: task_status(ctrd, keeper) == "STOPPED", "STOPPED")
+        assert no_zombies_under({ctrd.proc.pid, group_shim}) == []
+        ctrd.ctr("tasks", "delete", keeper)
+        ctrd.ctr("containers", "delete", keeper)
+    finally:
+        if task_status(ctrd, keeper) is not None:
+            remove(ctrd, keeper)
+    wait_for(lambda: not shim_pids(ctrd), "every shim to exit")
+    assert mounts_below(ctrd.dir) == []
+    leftovers = [p for name in names for p in [socket_path(ctrd.sock, "default", name)]
+                 if os.path.exists(p) or os.path.exists(p + ".lock")]
+    leftovers += [p for p in [socket_path(ctrd.sock, "default", f"{cid}-g")]
+                  if os.path.exists(p) or os.path.exists(p + ".lock")]
+    assert leftovers == []
+    assert ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+    assert no_zombies_under({ctrd.proc.pid}) == []
 
 
 def test_oom_event(ctrd, cid):
@@ -312,3 +359,96 @@ def test_default_runtime_is_corral_runc(ctrd, cid):
     res = ctrd.ctr("run", "--rm", "--runtime", RUNTIME, ctrd.image, cid, "sh", "-c", "echo via-default; exit 4",
                    check=False)
     assert (res.returncode, res.stdout) == (4, "via-default\n"), res.stderr
+
+
+def bundle_runtime(ctrd, cid):
+    """(binary, root) the shim resolved for a container, from its bundle."""
+    bundle = os.path.join(ctrd.dir, "state", "io.containerd.runtime.v2.task", "default", cid)
+    with open(os.path.join(bundle, "corral-runtime")) as f:
+        binary, root = f.read().split("\n")[:2]
+    return binary, root
+
+
+def test_default_corral_runc_detached_lifecycle(ctrd, cid):
+    """No runtime options (corral-runc): run -d, then exec, ps, pause, resume, kill, delete."""
+    if not shutil.which("corral-runc"):
+        pytest.skip("corral-runc is not on PATH (scripts/setup.sh)")
+    ctrd.ctr("run", "-d", "--runtime", RUNTIME, ctrd.image, cid, "sleep", "1000")
+    try:
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING")
+        binary, root = bundle_runtime(ctrd, cid)
+        assert os.path.basename(binary) == "corral-runc"
+        state = subprocess.run([binary, "--root", root, "state", cid], capture_output=True, text=True, timeout=30)
+        assert state.returncode == 0 and '"running"' in state.stdout, state.stderr
+        res = ctrd.ctr("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo exec-ok; exit 3", check=False)
+        assert (res.stdout, res.returncode) == ("exec-ok\n", 3), res.stderr
+        ctrd.ctr("tasks", "exec", "-d", "--exec-id", "e2", cid, "sleep", "500")
+        ps = ctrd.ctr("tasks", "ps", cid).stdout.splitlines()
+        assert ps[0].split()[0] == "PID" and len(ps) == 3, ps
+        assert any("e2" in line for line in ps), ps
+        ctrd.ctr("tasks", "pause", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "PAUSED", "PAUSED")
+        ctrd.ctr("tasks", "resume", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING again")
+        res = ctrd.ctr("tasks", "exec", "--exec-id", "e3", cid, "echo", "after-resume")
+        assert res.stdout == "after-resume\n"
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_for(lambda: task_status(ctrd, cid) == "STOPPED", "STOPPED")
+        ctrd.ctr("tasks", "delete", cid)
+        assert task_status(ctrd, cid) is None
+        assert not os.path.exists(os.path.join(root, cid))
+    finally:
+        remove(ctrd, cid)
+    wait_for(lambda: not shim_pids(ctrd), "the shim to exit")
+    assert mounts_below(ctrd.dir) == []
+
+
+def crun_binary(tmpdir):
+    """crun refuses a hybrid cgroup layout whose v2 hierarchy has controllers (as on this
+    machine kind); there it runs through a wrapper, in a mount namespace without that hierarchy
+    (it then sees plain cgroup v1). Elsewhere: crun itself."""
+    try:
+        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+            hybrid_with_controllers = bool(f.read().split())
+    except OSError:
+        hybrid_with_controllers = False
+    if not hybrid_with_controllers:
+        return "crun"
+    wrapper = os.path.join(tmpdir, "crun")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec unshare -m sh -c 'umount -l /sys/fs/cgroup/unified && exec crun \"$@\"' crun \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
+@pytest.mark.skipif(not shutil.which("crun"), reason="crun is not installed")
+def test_crun_as_binary_name(ctrd, cid, tmpdir_root):
+    """BinaryName = crun: a real run with output and exit code, and a detached one driven by ctr."""
+    config = os.path.join(tmpdir_root, "crun.toml")
+    with open(config, "w") as f:
+        f.write(f'BinaryName = "{crun_binary(tmpdir_root)}"\n')
+
+    def crun_run(*args, check=True):
+        return ctrd.ctr("run", "--runtime", RUNTIME, "--runtime-config-path", config, *args, check=check)
+
+    res = crun_run("--rm", ctrd.image, cid, "sh", "-c", "echo via-crun; echo err >&2; exit 9", check=False)
+    assert (res.returncode, res.stdout) == (9, "via-crun\n"), res.stderr
+    assert "err" in res.stderr
+    name = cid + "d"
+    crun_run("-d", ctrd.image, name, "sleep", "1000")
+    try:
+        wait_for(lambda: task_status(ctrd, name) == "RUNNING", "RUNNING")
+        binary, root = bundle_runtime(ctrd, name)
+        assert os.path.basename(binary) == "crun"
+        state = subprocess.run([binary, "--root", root, "state", name], capture_output=True, text=True, timeout=30)
+        assert state.returncode == 0 and '"running"' in state.stdout, state.stderr
+        res = ctrd.ctr("tasks", "exec", "--exec-id", "c1", name, "sh", "-c", "echo in-crun; exit 4", check=False)
+        assert (res.stdout, res.returncode) == ("in-crun\n", 4), res.stderr
+        ctrd.ctr("tasks", "kill", "-s", "SIGKILL", name)
+        wait_for(lambda: task_status(ctrd, name) == "STOPPED", "STOPPED")
+        ctrd.ctr("tasks", "delete", name)
+    finally:
+        remove(ctrd, name)
+        remove(ctrd, cid)
+    wait_for(lambda: not shim_pids(ctrd), "the shims to exit")
+    assert mounts_below(ctrd.dir) == []
