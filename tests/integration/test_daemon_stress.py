@@ -4,6 +4,7 @@ and stay up, never deadlock."""
 
 import concurrent.futures
 import os
+import shutil
 import socket
 import time
 
@@ -130,4 +131,68 @@ def test_hundred_concurrent_clients(daemon):
         for i in range(n):
             stub.Delete(containers_pb2.DeleteContainerRequest(id=f"c{i}"), metadata=NS, timeout=30)
     assert time.monotonic() - t0 < 120
+    alive(daemon)
+
+
+@pytest.mark.skipif(shutil.which("ctr") is None or shutil.which("containerd-shim-runc-v2") is None,
+                    reason="ctr and containerd-shim-runc-v2 (containerd package) are needed")
+def test_long_lived_calls_do_not_starve_short_ones(daemon):
+    """150 subscribers and 150 waiters (more than the 128 workers of ordinary calls) hold
+    their calls open; short calls still answer at once, and the waits end with the task."""
+    from corral.api.containerd.services.events.v1 import events_pb2, events_pb2_grpc
+    from corral.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+    from corral.api.containerd.services.version.v1 import version_pb2_grpc
+    from corral.busybox import make_oci_archive
+    from google.protobuf import empty_pb2
+    n = int(os.environ.get("CORRAL_STRESS_STREAMS", "150"))
+    image = "docker.io/library/busybox:latest"
+    archive = os.path.join(daemon.dir, "busybox.tar")
+    make_oci_archive(archive, image)
+    daemon.ctr("images", "import", archive, namespace="stress")
+    cid = "waited"
+    ns = [("containerd-namespace", "stress")]
+    channels, subs, waits = [], [], []
+    try:
+        daemon.ctr("run", "-d", image, cid, "sleep", "1000", namespace="stress")
+        for i in range(n):
+            ch = channel(daemon)
+            channels.append(ch)
+            subs.append(events_pb2_grpc.EventsStub(ch).Subscribe(
+                events_pb2.SubscribeRequest(filters=[f'topic=="/tasks/exit",event.container_id=="{cid}"']),
+                timeout=120))
+            waits.append(tasks_pb2_grpc.TasksStub(ch).Wait.future(
+                tasks_pb2.WaitRequest(container_id=cid), metadata=ns, timeout=120))
+        time.sleep(2)
+        assert not any(w.done() for w in waits), [w.exception() for w in waits if w.done()][:3]
+        with channel(daemon) as ch:
+            for _ in range(5):
+                t0 = time.monotonic()
+                version_pb2_grpc.VersionStub(ch).Version(empty_pb2.Empty(), timeout=10)
+                containers_pb2_grpc.ContainersStub(ch).List(containers_pb2.ListContainersRequest(), metadata=ns,
+                                                            timeout=10)
+                tasks = tasks_pb2_grpc.TasksStub(ch).List(tasks_pb2.ListTasksRequest(), metadata=ns, timeout=10)
+                assert time.monotonic() - t0 < 2, f"short calls took {time.monotonic() - t0:.1f}s"
+                assert [t.id for t in tasks.tasks] == [cid]
+        t0 = time.monotonic()
+        assert daemon.ctr("tasks", "ls", namespace="stress").returncode == 0
+        assert time.monotonic() - t0 < 2
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, namespace="stress")
+        codes = [w.result(timeout=30).exit_status for w in waits]
+        assert codes == [137] * n
+        got = 0
+        for s in subs:
+            env = next(s)
+            assert env.topic == "/tasks/exit"
+            got += 1
+        assert got == n
+    finally:
+        for s in subs:
+            s.cancel()
+        for w in waits:
+            w.cancel()
+        for ch in channels:
+            ch.close()
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, namespace="stress", check=False)
+        daemon.ctr("tasks", "delete", "-f", cid, namespace="stress", check=False)
+        daemon.ctr("containers", "rm", cid, namespace="stress", check=False)
     alive(daemon)

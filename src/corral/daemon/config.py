@@ -18,7 +18,10 @@ DEFAULTS = {
         "gid": 0,
         "max_recv_message_size": 16 * 1024 * 1024,
         "max_send_message_size": 16 * 1024 * 1024,
-        "max_workers": 128,
+        "max_workers": 128,  # threads for ordinary calls
+        # threads for calls that last as long as the client wants (Tasks.Wait, Events.Subscribe),
+        # made as needed; beyond this many at once, further ones wait for one to end
+        "max_stream_workers": 4096,
     },
     "ttrpc": {
         # empty: the gRPC address with ".ttrpc" appended, as containerd does

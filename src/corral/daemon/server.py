@@ -55,6 +55,7 @@ class Daemon:
         self.cfg = cfg
         self.registry = Registry(registrations if registrations is not None else builtins.registrations(), log)
         self.server = None
+        self.long_pool = None
         self.stopped = threading.Event()
         self.address = cfg["grpc"]["address"]
         self.listening = False
@@ -66,6 +67,10 @@ class Daemon:
         prepare_socket(self.address)
         self.registry.start(cfg)
         g = cfg["grpc"]
+        # long-lived calls on their own pool: 150 `ctr events` or waiting `ctr run`s once held
+        # all 128 workers and every other call waited behind them
+        self.long_pool = futures.ThreadPoolExecutor(max_workers=g.get("max_stream_workers", 4096),
+                                                    thread_name_prefix="grpc-long")
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=g["max_workers"], thread_name_prefix="grpc"),
             options=[("grpc.max_receive_message_length", g["max_recv_message_size"]),
@@ -75,6 +80,7 @@ class Daemon:
         for p in self.registry.plugins:
             add = getattr(p.instance, "add_to_server", None)
             if p.instance is not None and callable(add):
+                self._route_long_calls(p.instance)
                 add(self.server)
         # the socket is created with the process umask; keep it private while we set its mode
         old = os.umask(0o177)
@@ -93,11 +99,21 @@ class Daemon:
                 serve()
         log.info("corrald serving on %s", self.address)
 
+    def _route_long_calls(self, servicer):
+        """grpc runs a method on the pool its handler's function names in experimental_thread_pool
+        (looked up through the bound method), else on the server's pool."""
+        for name in dir(type(servicer)):
+            fn = getattr(type(servicer), name, None)
+            if callable(fn) and getattr(fn, "corral_long_lived", False):
+                fn.experimental_thread_pool = self.long_pool
+
     def stop(self, grace=2.0):
         """Stop serving and close plugins; running containers are not touched."""
         if self.server is not None:
             self.server.stop(grace).wait(grace + 1)
         self.registry.close()
+        if self.long_pool is not None:
+            self.long_pool.shutdown(wait=False, cancel_futures=True)
         if self.listening:
             try:
                 os.unlink(self.address)

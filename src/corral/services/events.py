@@ -17,7 +17,7 @@ from google.protobuf import empty_pb2
 
 from . import filters
 from .errors import InvalidArgument
-from .grpcutil import namespace, rpc, ts, validate_name
+from .grpcutil import long_lived, namespace, rpc, ts, validate_name
 
 log = logging.getLogger("corrald")
 
@@ -155,6 +155,7 @@ class EventsService(events_pb2_grpc.EventsServicer):
         self.exchange.forward(request.envelope)
         return empty_pb2.Empty()
 
+    @long_lived
     @rpc
     def Subscribe(self, request, context):
         sub = self.exchange.subscribe(list(request.filters))

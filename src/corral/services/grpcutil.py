@@ -94,6 +94,14 @@ def rpc(fn):
     return wrapper
 
 
+def long_lived(fn):
+    """Mark a servicer method whose calls last as long as the client wants (Wait, Subscribe):
+    the daemon runs them on a thread pool of their own, so however many there are, they
+    cannot take every worker from the short calls."""
+    fn.corral_long_lived = True
+    return fn
+
+
 def ts(value):
     """A Timestamp from a float of epoch seconds, a datetime or None."""
     t = timestamp_pb2.Timestamp()

@@ -12,7 +12,7 @@ from corral.api.containerd.types import metrics_pb2, task_pb2
 
 from . import filters
 from .errors import InvalidArgument, NotFound, Unimplemented
-from .grpcutil import namespace, rpc, ts
+from .grpcutil import long_lived, namespace, rpc, ts
 from corral.daemon.runtime import call_all
 
 WAIT_FOREVER = None
@@ -207,6 +207,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     def Metrics(self, request, context):
         return tasks_pb2.MetricsResponse(metrics=self.local.metrics(namespace(context), list(request.filters)))
 
+    @long_lived
     @rpc
     def Wait(self, request, context):
         return self.local.wait(namespace(context), request.container_id, request.exec_id, context.is_active)
