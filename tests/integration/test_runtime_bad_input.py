@@ -265,6 +265,29 @@ WRONG_TYPES = [
 ]
 
 
+# values of the right type that the kernel would take wrongly (wrapped, truncated at a NUL)
+# or that no kernel call could take: refused before anything is made, naming the field
+OUT_OF_RANGE = [
+    ("process.args", ["tr\0ue"], ["process.args", "NUL"]),
+    ("process.env", ["A=\0b"], ["process.env", "NUL"]),
+    ("process.cwd", "/tmp\0x", ["process.cwd"]),
+    ("process.consoleSize", {"height": 1 << 40, "width": 80}, ["process.consoleSize"]),
+    ("hostname", "h" * 65, ["hostname", "64"]),
+    ("mounts.0.destination", "/proc\0x", ["mounts[0]", "destination", "NUL"]),
+    ("mounts.1.source", "tmp\0fs", ["mounts[1]", "source", "NUL"]),
+    ("linux.resources.memory", {"limit": 1 << 70}, ["linux.resources.memory.limit", "at most"]),
+    ("linux.resources.pids", {"limit": 1 << 64}, ["linux.resources.pids.limit", "at most"]),
+    ("linux.resources.cpu", {"quota": 1 << 63, "period": 100000}, ["linux.resources.cpu.quota"]),
+]
+
+
+@pytest.mark.parametrize("field,value,words", OUT_OF_RANGE,
+                         ids=[f"{f}={json.dumps(v)[:30]}" for f, v, _w in OUT_OF_RANGE])
+def test_value_the_kernel_would_mistake_is_refused(rt, cid, field, value, words):
+    bundle = rt.bundle(changes=_put(field, value))
+    _assert_clean_failure(rt, rt("create", "-b", bundle, cid), cid, words)
+
+
 @pytest.mark.parametrize("field,value,words", WRONG_TYPES,
                          ids=[f"{f}={json.dumps(v)[:30]}" for f, v, _w in WRONG_TYPES])
 def test_wrong_json_type_is_one_clear_line(rt, cid, field, value, words):
@@ -306,3 +329,10 @@ def test_mount_label_applied_with_selinux(rt, cid):
     res = rt.ok("run", "-b", bundle, cid)
     shm = [line for line in res.stdout.splitlines() if line.split()[4] == "/dev/shm"]
     assert shm and "context=" in shm[0] and "c1,c2" in shm[0], res.stdout
+
+
+def test_umask_beyond_the_permission_bits_is_masked_as_the_kernel_does(rt, cid):
+    # process.user.umask is any uint32 (as in runc); umask(2) keeps only the 0777 bits
+    bundle = rt.bundle(args=["sh", "-c", "umask"], changes=_put("process.user.umask", (1 << 31) | 0o027))
+    res = rt.ok("run", "-b", bundle, cid)
+    assert res.stdout.strip() == "0027"

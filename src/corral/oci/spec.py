@@ -54,6 +54,8 @@ def load(bundle):
 def _str_list(value, where):
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         _fail(f"{where} must be a list of strings")
+    if any("\0" in v for v in value):
+        _fail(f"{where} holds a NUL character")
 
 
 def _is_uint(v):
@@ -104,7 +106,10 @@ def validate(spec, bundle):
         _optional(linux, key, kind, f"linux.{key}", what)
     kinds = _validate_namespaces(linux)
     for key in ("hostname", "domainname"):
-        if _optional(spec, key, str, key, "a string"):
+        name = _optional(spec, key, str, key, "a string")
+        if name and (len(name) > 64 or "\0" in name):
+            _fail(f"{key} {name[:80]!r} is not valid: at most 64 characters, no NUL")
+        if name:
             if "uts" not in kinds or kinds["uts"]:
                 _fail(f"{key} is set but there is no new uts namespace: add {{\"type\": \"uts\"}} "
                       "to linux.namespaces")
@@ -124,8 +129,9 @@ def validate_process(process, where):
     if unknown:
         _fail(f"{where}.{unknown[0]} is not supported by corral-runc; remove it")
     args = process.get("args")
-    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+    if not isinstance(args, list) or not args:
         _fail(f"{where}.args must be a non-empty list of strings")
+    _str_list(args, f"{where}.args")
     if "env" in process:
         _str_list(process["env"], f"{where}.env")
         for e in process["env"]:
@@ -136,14 +142,14 @@ def validate_process(process, where):
                             ("capabilities", dict, "an object of lists"), ("rlimits", list, "a list")):
         _optional(process, key, kind, f"{where}.{key}", what)
     cwd = process.get("cwd", "/")
-    if not isinstance(cwd, str) or not cwd.startswith("/"):
+    if not isinstance(cwd, str) or not cwd.startswith("/") or "\0" in cwd:
         _fail(f"{where}.cwd {cwd!r} must be an absolute path")
     if "terminal" in process and not isinstance(process["terminal"], bool):
         _fail(f"{where}.terminal must be true or false")
     size = process.get("consoleSize")
-    if size is not None and (not isinstance(size, dict) or not _is_uint(size.get("height", 0))
-                             or not _is_uint(size.get("width", 0))):
-        _fail(f"{where}.consoleSize must be {{\"height\": N, \"width\": N}}")
+    if size is not None and (not isinstance(size, dict) or not all(
+            _is_uint(size.get(k, 0)) and size.get(k, 0) <= 0xFFFF for k in ("height", "width"))):
+        _fail(f"{where}.consoleSize must be {{\"height\": N, \"width\": N}} with N up to 65535")
     user = process.get("user")
     if user is not None and not isinstance(user, dict):
         _fail(f"{where}.user must be an object")
@@ -193,8 +199,8 @@ def _validate_namespaces(linux):
         for clock, off in offsets.items():
             if clock not in ("monotonic", "boottime"):
                 _fail(f"linux.timeOffsets clock {clock!r} is unknown: use monotonic or boottime")
-            if not isinstance(off, dict) or not isinstance(off.get("secs", 0), int) \
-                    or isinstance(off.get("secs", 0), bool) \
+            secs = off.get("secs", 0) if isinstance(off, dict) else None
+            if not isinstance(secs, int) or isinstance(secs, bool) or not -2**63 <= secs < 2**63 \
                     or not _is_uint(off.get("nanosecs", 0)) or off.get("nanosecs", 0) >= 10**9:
                 _fail(f"linux.timeOffsets.{clock} needs integer secs and nanosecs below 1e9")
     if "mount" not in kinds and (linux.get("maskedPaths") or linux.get("readonlyPaths")):

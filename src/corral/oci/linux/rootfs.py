@@ -71,6 +71,8 @@ def _check_mount(m, i, bundle):
     dest = m.get("destination")
     if not isinstance(dest, str) or not dest:
         raise RuntimeFailure(f"{where}: destination is missing")
+    if "\0" in dest:
+        raise RuntimeFailure(f"{where}: destination holds a NUL character")
     where = f"{where} ({dest})"
     if not dest.startswith("/"):
         raise RuntimeFailure(f"{where}: destination must be an absolute path")
@@ -80,6 +82,8 @@ def _check_mount(m, i, bundle):
     for key in ("type", "source"):
         if m.get(key) is not None and not isinstance(m[key], str):
             raise RuntimeFailure(f"{where}: {key} must be a string")
+        if "\0" in (m.get(key) or ""):
+            raise RuntimeFailure(f"{where}: {key} holds a NUL character")
     mounts.check_type(m, where)
     opts = mounts.parse(m, where)
     if opts.bind:

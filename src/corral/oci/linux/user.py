@@ -180,7 +180,8 @@ def switch(user):
 
 def set_umask(user):
     umask = (user or {}).get("umask")
-    os.umask(DEFAULT_UMASK if umask is None else int(umask))
+    # the kernel keeps only the permission bits (umask(2)); any u32 is valid, as in runc
+    os.umask(DEFAULT_UMASK if umask is None else int(umask) & 0o777)
 
 
 def validate(user):

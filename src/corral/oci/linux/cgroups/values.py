@@ -25,7 +25,10 @@ def _bad(what, value, expect):
     raise RuntimeFailure(f"linux.resources.{what}: {value!r} is not valid: {expect}")
 
 
-def _int(section, key, value, minimum=None, maximum=None):
+_INT64_MAX = 2 ** 63 - 1  # the kernel parses these files as 64-bit: larger values wrap
+
+
+def _int(section, key, value, minimum=None, maximum=_INT64_MAX):
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
