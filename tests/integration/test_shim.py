@@ -61,12 +61,13 @@ class Shim:
         await server.serve(self.events_sock)
         self.events_server = server
 
-    async def start(self, events=True):
+    async def start(self, events=True, env=None):
         self.events_server = None
         if events:
             await self.serve_events()
         res = subprocess.run(self.argv("start"), cwd=self.bundle, input=self.opts.SerializeToString(),
-                             capture_output=True, timeout=30, env=dict(os.environ, TTRPC_ADDRESS=self.events_sock))
+                             capture_output=True, timeout=30,
+                             env=dict(os.environ, TTRPC_ADDRESS=self.events_sock, **(env or {})))
         assert res.returncode == 0, res.stderr
         self.socket = res.stdout.decode()
         assert self.socket.startswith("unix:///run/containerd/s/")
@@ -484,3 +485,152 @@ def test_exec_delete_waits_for_the_exit_event(shim_env, tmpdir_root):
     assert shim.topics() == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
                              "/tasks/exit", "/tasks/exit", "/tasks/delete"]
     assert wait_gone(shim.pid)
+
+
+async def read_until(fd, needles, timeout=10):
+    """Read a non-blocking fd until every needle has appeared; returns what was read."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not all(n in out for n in needles) and time.monotonic() < deadline:
+        try:
+            out += os.read(fd, 4096)
+        except BlockingIOError:
+            await asyncio.sleep(0.05)
+    return out
+
+
+def test_terminal_resize_while_running_and_exec_with_a_terminal(shim_env, tmpdir_root):
+    """ResizePty after Start reaches the running init's terminal; an exec gets a terminal of its
+    own, resized on its own; output comes back through the shim's copy from the pty master."""
+    shim = shim_env(["sh", "-c", "while read line; do stty size; done"])
+    spec = json.load(open(os.path.join(shim.bundle, "config.json")))
+    spec["process"]["terminal"] = True
+    json.dump(spec, open(os.path.join(shim.bundle, "config.json"), "w"))
+    fifos = {n: os.path.join(tmpdir_root, n) for n in ("in", "out", "ein", "eout")}
+    for path in fifos.values():
+        os.mkfifo(path)
+
+    async def body():
+        await shim.start()
+        w = os.open(fifos["in"], os.O_RDWR)
+        r = os.open(fifos["out"], os.O_RDONLY | os.O_NONBLOCK)
+        ew = os.open(fifos["ein"], os.O_RDWR)
+        er = os.open(fifos["eout"], os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle, terminal=True,
+                                                           stdin=fifos["in"], stdout=fifos["out"]),
+                            pb.CreateTaskResponse)
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            for width, height in ((100, 30), (132, 43)):
+                await shim.call("ResizePty", pb.ResizePtyRequest(id=shim.cid, width=width, height=height))
+                os.write(w, b"\n")
+                out = await read_until(r, [f"{height} {width}".encode()])
+                assert f"{height} {width}".encode() in out, out
+            pspec = dict(spec["process"], args=["sh", "-c", "read line; tty; stty size; exit 7"], terminal=True)
+            await shim.call("Exec", pb.ExecProcessRequest(id=shim.cid, exec_id="t", terminal=True, stdin=fifos["ein"],
+                                                          stdout=fifos["eout"],
+                                                          spec=Any(value=json.dumps(pspec).encode())))
+            await shim.call("Start", pb.StartRequest(id=shim.cid, exec_id="t"), pb.StartResponse)
+            await shim.call("ResizePty", pb.ResizePtyRequest(id=shim.cid, exec_id="t", width=80, height=20))
+            os.write(ew, b"go\n")
+            out = await read_until(er, [b"/dev/pts/", b"20 80"])
+            assert b"/dev/pts/" in out and b"20 80" in out, out
+            assert (await shim.call("Wait", pb.WaitRequest(id=shim.cid, exec_id="t"), pb.WaitResponse)).exit_status == 7
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid, exec_id="t"), pb.DeleteResponse)
+            # the init's terminal kept its own size
+            os.write(w, b"\n")
+            out = await read_until(r, [b"43 132"])
+            assert b"43 132" in out, out
+            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
+            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            for fd in (w, r, ew, er):
+                os.close(fd)
+            await shim.close()
+    run(body())
+    assert wait_gone(shim.pid)
+
+
+def test_connect(shim_env):
+    shim = shim_env(["sleep", "1000"])
+
+    async def body():
+        await shim.start()
+        try:
+            conn = await shim.call("Connect", pb.ConnectRequest(id=shim.cid), pb.ConnectResponse)
+            assert (conn.shim_pid, conn.task_pid) == (shim.pid, 0)  # no task yet
+            pid = (await shim.call("Create", pb.CreateTaskRequest(id=shim.cid, bundle=shim.bundle),
+                                   pb.CreateTaskResponse)).pid
+            await shim.call("Start", pb.StartRequest(id=shim.cid), pb.StartResponse)
+            conn = await shim.call("Connect", pb.ConnectRequest(id=shim.cid), pb.ConnectResponse)
+            assert (conn.shim_pid, conn.task_pid) == (shim.pid, pid)
+            # a second connection (a restarted daemon) sees the same
+            other = await Client.connect(shim.socket)
+            try:
+                conn = await other.call(TASK, "Connect", pb.ConnectRequest(id=shim.cid), pb.ConnectResponse)
+                assert (conn.shim_pid, conn.task_pid) == (shim.pid, pid)
+            finally:
+                await other.close()
+            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
+            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
+            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
+            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+        finally:
+            await shim.close()
+    run(body())
+    assert wait_gone(shim.pid)
+
+
+def test_grouping_by_namespace(tmpdir_root):
+    """With CORRAL_SHIM_GROUP=namespace, `start` for a second container of the namespace returns
+    the running shim's address and that shim runs both; another namespace gets its own shim."""
+    a = Shim(os.path.join(tmpdir_root, "a"), "ga" + uuid.uuid4().hex[:8], ["sleep", "1000"])
+    b = Shim(os.path.join(tmpdir_root, "b"), "gb" + uuid.uuid4().hex[:8], ["sleep", "1000"])
+    c = Shim(os.path.join(tmpdir_root, "c"), "gc" + uuid.uuid4().hex[:8], ["true"])
+    for s in (b, c):
+        s.address = a.address  # one daemon
+    c.namespace = "corral-test-other"
+    group = {"CORRAL_SHIM_GROUP": "namespace"}
+
+    async def body():
+        await a.start(env=group)
+        await b.start(events=False, env=group)
+        await c.start(events=False, env=group)
+        try:
+            assert b.socket == a.socket and b.pid == a.pid
+            assert c.socket != a.socket and c.pid != a.pid
+            pids = {}
+            for s in (a, b):
+                pids[s.cid] = (await a.call("Create", pb.CreateTaskRequest(id=s.cid, bundle=s.bundle),
+                                            pb.CreateTaskResponse)).pid
+                await b.call("Start", pb.StartRequest(id=s.cid), pb.StartResponse)  # either connection
+            for s in (a, b):
+                state = await a.call("State", pb.StateRequest(id=s.cid), pb.StateResponse)
+                assert (state.status, state.pid) == (RUNNING, pids[s.cid])
+                conn = await b.call("Connect", pb.ConnectRequest(id=s.cid), pb.ConnectResponse)
+                assert (conn.shim_pid, conn.task_pid) == (a.pid, pids[s.cid])
+            await a.call("Kill", pb.KillRequest(id=a.cid, signal=9))
+            await a.call("Wait", pb.WaitRequest(id=a.cid), pb.WaitResponse)
+            await a.call("Delete", pb.DeleteRequest(id=a.cid), pb.DeleteResponse)
+            await a.call("Shutdown", pb.ShutdownRequest(id=a.cid))  # b's container is still there
+            await asyncio.sleep(0.3)
+            state = await b.call("State", pb.StateRequest(id=b.cid), pb.StateResponse)
+            assert state.status == RUNNING
+            await b.call("Kill", pb.KillRequest(id=b.cid, signal=9))
+            await b.call("Wait", pb.WaitRequest(id=b.cid), pb.WaitResponse)
+            await b.call("Delete", pb.DeleteRequest(id=b.cid), pb.DeleteResponse)
+            await b.call("Shutdown", pb.ShutdownRequest(id=b.cid))
+            await c.call("Shutdown", pb.ShutdownRequest(id=c.cid))
+        finally:
+            for s in (a, b, c):
+                await s.close()
+    try:
+        run(body())
+        assert wait_gone(a.pid) and wait_gone(c.pid)
+        assert a.topics() == ["/tasks/create", "/tasks/start", "/tasks/create", "/tasks/start",
+                              "/tasks/exit", "/tasks/delete", "/tasks/exit", "/tasks/delete"]
+    finally:
+        for s in (a, b, c):
+            cleanup(s)
