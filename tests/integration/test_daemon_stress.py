@@ -176,9 +176,14 @@ def test_long_lived_calls_do_not_starve_short_ones(daemon):
         t0 = time.monotonic()
         assert daemon.ctr("tasks", "ls", namespace="stress").returncode == 0
         assert time.monotonic() - t0 < 2
+        # waiters that go away free their threads (the shim's wait is cancelled, no polling)
+        gone = waits[:10]
+        for w in gone:
+            w.cancel()
+        assert all(w.cancelled() for w in gone)
         daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, namespace="stress")
-        codes = [w.result(timeout=30).exit_status for w in waits]
-        assert codes == [137] * n
+        codes = [w.result(timeout=30).exit_status for w in waits[10:]]
+        assert codes == [137] * (n - 10)
         got = 0
         for s in subs:
             env = next(s)

@@ -78,9 +78,10 @@ class Shim:
         """Send a call without waiting for it (calls to many shims then run concurrently)."""
         return self.client.start(SHIM_SERVICE, method, request.SerializeToString(), timeout)
 
-    def finish(self, pending, response_cls, alive=None):
+    def finish(self, pending, response_cls, alive=None, cancel_with=None):
         try:
-            data = self.client.finish(pending, alive)
+            data = self.client.finish(pending, alive, cancel_with) if cancel_with is not None else \
+                self.client.finish(pending, alive)
         except Unavailable as e:
             if self.on_gone is None or not _is_gone(e):
                 raise
@@ -107,7 +108,7 @@ class LocalTask:
     def start(self, method, request, timeout=None):
         return method, request
 
-    def finish(self, pending, response_cls, alive=None):
+    def finish(self, pending, response_cls, alive=None, cancel_with=None):
         return self.answer(*pending)
 
     def answer(self, method, request):

@@ -108,10 +108,24 @@ class SyncClient:
         coro = self._client.call(service, method, _Raw(data), _RawResponse, timeout=timeout, metadata=self.metadata)
         return asyncio.run_coroutine_threadsafe(coro, self._loop.loop), method, timeout
 
-    def finish(self, pending, alive=None):
-        """The call's answer. With alive(), a call without timeout is given up (cancelled)
-        as soon as alive() turns false, e.g. when the gRPC client went away."""
+    def finish(self, pending, alive=None, cancel_with=None):
+        """The call's answer. A call without timeout is given up (cancelled) when the caller
+        goes away: cancel_with(callback) registers a callback for that (a gRPC context's
+        add_callback, which returns False when the RPC has already ended; no polling), or
+        else alive() is checked twice a second."""
         fut, method, timeout = pending
+        if cancel_with is not None and timeout is None:
+            import concurrent.futures
+            if not cancel_with(fut.cancel):
+                fut.cancel()
+            try:
+                return fut.result()
+            except concurrent.futures.CancelledError:
+                raise errors.Unavailable(f"shim {method}: the caller went away") from None
+            except self._closed_error as e:
+                raise ShimGone(f"shim {method}: {e}") from None
+            except self._error as e:
+                raise _map_error(e, f"shim {method}") from None
         if alive is not None and timeout is None:
             import concurrent.futures
             while not fut.done():

@@ -123,11 +123,15 @@ class Tasks:
             out.append(metrics_pb2.Metric(timestamp=ts(time.time()), id=shim.id, data=stats))
         return out
 
-    def wait(self, ns, cid, exec_id="", alive=None):
-        """Block until the process exits; alive() tells when the caller gave up waiting."""
+    def wait(self, ns, cid, exec_id="", alive=None, cancel_with=None):
+        """Block until the process exits; the wait is given up when the caller goes away:
+        cancel_with(callback) registers a callback for that (no polling), or alive() says so."""
         shim = self.shim(ns, cid)
         pending = shim.start("Wait", shim_pb2.WaitRequest(id=cid, exec_id=exec_id), timeout=WAIT_FOREVER)
-        resp = shim.finish(pending, shim_pb2.WaitResponse, alive)
+        if cancel_with is not None:
+            resp = shim.finish(pending, shim_pb2.WaitResponse, cancel_with=cancel_with)
+        else:
+            resp = shim.finish(pending, shim_pb2.WaitResponse, alive)
         return tasks_pb2.WaitResponse(exit_status=resp.exit_status, exited_at=resp.exited_at)
 
 
@@ -210,7 +214,8 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     @long_lived
     @rpc
     def Wait(self, request, context):
-        return self.local.wait(namespace(context), request.container_id, request.exec_id, context.is_active)
+        return self.local.wait(namespace(context), request.container_id, request.exec_id,
+                               cancel_with=context.add_callback)
 
     def add_to_server(self, server):
         tasks_pb2_grpc.add_TasksServicer_to_server(self, server)
