@@ -107,15 +107,9 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
     """Create the container and leave its init waiting on the exec FIFO. Returns the Container.
 
     console_sock: an already connected socket to send the pty master to (used by `run`)."""
-    from corral.oci.linux import cgroups
-
     statelib.check_id(container_id)
-    priming = cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the checks
-    try:
-        return _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds,
-                       console_sock)
-    finally:
-        cgroups.finish_priming(priming)
+    return _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds,
+                   console_sock)
 
 
 def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds, console_sock):
@@ -168,7 +162,7 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
         setup = Setup(spec, bundle, rootfs, container_id, opened, fifo_fd,
                       console_sock if process.get("terminal") else None, no_pivot, preserve_fds,
                       manager.paths() if manager is not None else {})
-        stage1_pid = os.fork()
+        stage1_pid, setup.cgroup_join = cgroups.fork_into(manager)
         if stage1_pid == 0:
             parent_sock.close()
             stage1(child_sock, setup)
@@ -181,9 +175,7 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
             own_console.close()
             own_console = None
 
-        msg = _expect(recv(parent_sock), "hello", stage1_pid)
-        if manager is not None:
-            manager.apply(stage1_pid)
+        msg = _expect(recv(parent_sock), "hello", stage1_pid)  # it has joined its cgroups
         if namespaces.new_flags(linux.get("namespaces")) & namespaces.FLAGS["user"]:
             namespaces.write_id_maps(stage1_pid, linux.get("uidMappings"), linux.get("gidMappings"))
         send(parent_sock, t="go")

@@ -83,6 +83,7 @@ class Setup:
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
         self.cgroup_paths = cgroup_paths
+        self.cgroup_join = ()  # files stage1 writes 0 to, to join the cgroups (cgroups.fork_into)
 
 
 def close_fds_except(keep):
@@ -103,13 +104,17 @@ def stage1(sock, setup):
         if setup.console_sock is not None:
             keep.append(setup.console_sock.fileno())
         close_fds_except(keep)
+        # into the container's cgroups first, while the host's cgroupfs is in reach and we are
+        # its root (before joining namespaces)
+        from corral.oci.linux import cgroups
+        cgroups.join(setup.cgroup_join)
         linux = setup.spec.get("linux") or {}
         nss = linux.get("namespaces") or []
         namespaces.join(setup.ns_fds)
         new_user = namespaces.new_flags(nss) & sc.CLONE_NEWUSER
         if new_user:
             namespaces.unshare(sc.CLONE_NEWUSER)
-        send(sock, t="hello")  # the parent moves us into the cgroup and writes the id maps
+        send(sock, t="hello")  # the parent writes the id maps
         reply = recv(sock)
         if not reply or reply.get("t") != "go":
             os._exit(1)

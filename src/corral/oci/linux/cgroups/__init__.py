@@ -153,6 +153,46 @@ def prime_migration():
     return 0
 
 
+def fork_into(manager):
+    """Fork a child that is to run in the manager's cgroups; returns (pid, files): pid 0 in
+    the child, which then calls join(files) itself.
+
+    Where the kernel can, the child starts in the cgroup2 directory (clone3 with
+    CLONE_INTO_CGROUP) and joins the v1 hierarchies through `tasks`: neither takes the
+    kernel's global lock whose RCU grace period a move through cgroup.procs waits for (5-15
+    ms). Elsewhere it is os.fork() and the files include cgroup.procs."""
+    target = manager.clone_target() if manager is not None else None
+    if target:
+        from corral.oci.linux import syscalls
+        try:
+            fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                return syscalls.fork_into_cgroup(fd), manager.join_files(cloned=True)
+            except OSError:
+                pass  # an older kernel, or threads: fork and move through cgroup.procs
+            finally:
+                os.close(fd)
+    return os.fork(), (manager.join_files(cloned=False) if manager is not None else [])
+
+
+def join(files):
+    """In the forked child: move this (single-threaded) process into the cgroups by writing 0
+    to each of fork_into()'s files."""
+    for path in files:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot move the container's process into the cgroup "
+                                 f"{posixpath.dirname(path)}: {e.strerror}") from None
+
+
 def finish_priming(pid):
     """Reap prime_migration()'s child."""
     if pid:

@@ -80,6 +80,20 @@ class Manager:
             except RuntimeFailure as e:
                 raise RuntimeFailure(f"cannot move process {pid} into the cgroup {d}: {e}") from None
 
+    def clone_target(self):
+        """The cgroup2 directory a new process can start in (clone3 CLONE_INTO_CGROUP), or None."""
+        return self.unified
+
+    def join_files(self, cloned):
+        """The files a process writes "0" to, to move itself into the container's cgroups
+        (cloned: it started in clone_target()). v1 hierarchies: `tasks`, so a single-threaded
+        process moves itself without the kernel's global lock, whose RCU wait a move through
+        cgroup.procs pays (5-15 ms)."""
+        files = [posixpath.join(d, "tasks") for d in self.dirs.values()]
+        if self.unified and not cloned:
+            files.append(posixpath.join(self.unified, "cgroup.procs"))
+        return files
+
     def paths(self):
         out = {}
         for key, d in self.dirs.items():

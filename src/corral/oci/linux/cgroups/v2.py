@@ -76,6 +76,15 @@ class Manager:
                                  "(cgroup v2 refuses processes in a cgroup whose children have "
                                  "controllers)") from None
 
+    def clone_target(self):
+        """The cgroup2 directory a new process can start in (clone3 CLONE_INTO_CGROUP)."""
+        return self.path
+
+    def join_files(self, cloned):
+        """The files a process writes "0" to, to move itself into the cgroup (none if it
+        started there)."""
+        return [] if cloned else [posixpath.join(self.path, "cgroup.procs")]
+
     def paths(self):
         return {"": self.path}
 
