@@ -118,3 +118,46 @@ def test_policies_survive_a_daemon_sigkill(own_daemon):
         raise AssertionError(f"{e}\n--- corrald log:\n{own_daemon.log_text()}") from None
     assert _state(corral, quiet) == "exited"
     assert _runs(corral, quiet) == 1
+
+
+def _dead(pid):
+    """Gone, or a zombie its new parent (init) has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_exits_while_the_daemon_was_down_show_in_ps(own_daemon):
+    """A container that exits while corrald is down (its shim keeps the status), and one
+    whose shim is killed too (the clean-up at start-up tells 137): after the restart, ps,
+    inspect and wait report both exits, and rm removes them."""
+    corral = Runner(own_daemon)
+    quits = uname("quits")
+    lost = uname("lost")
+    corral("run", "-d", "--network", "none", "--name", quits, "busybox", "sh", "-c", "sleep 1; exit 3")
+    corral("run", "-d", "--network", "none", "--name", lost, "busybox", "sleep", "1000")
+    pid = int(corral("inspect", "-f", "{{.State.Pid}}", lost).stdout)
+    # the container's parent is its shim (corral's shims are forked by a zygote whose command
+    # line they keep; it names the daemon's socket)
+    shim = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    assert own_daemon.sock in open(f"/proc/{shim}/cmdline").read().split("\0")
+    own_daemon.stop(signal.SIGKILL)
+    os.kill(shim, signal.SIGKILL)
+    time.sleep(1.5)
+    own_daemon.start()
+    try:
+        _until(lambda: _state(corral, lost) == "exited", timeout=10, what=f"{lost} exited")
+        _until(lambda: _state(corral, quits) == "exited", timeout=10, what=f"{quits} exited")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- corrald log:\n{own_daemon.log_text()}") from None
+    assert corral("inspect", "-f", "{{.State.ExitCode}}", quits).stdout.strip() == "3"
+    assert corral("inspect", "-f", "{{.State.ExitCode}}", lost).stdout.strip() == "137"
+    ps = corral("ps", "-a").stdout
+    line = {n: l for l in ps.splitlines() for n in (quits, lost) if n in l}
+    assert "Exited (3)" in line[quits] and "Exited (137)" in line[lost], ps
+    assert corral("wait", lost).stdout.strip() == "137"
+    _until(lambda: _dead(pid), timeout=10, what="the orphaned container to be killed by the clean-up")
+    corral("rm", quits, lost)
+    assert corral("ps", "-a", "-q").stdout.split() == []
