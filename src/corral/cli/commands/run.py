@@ -28,7 +28,7 @@ def configure(p, detach=True):
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     p.add_argument("--cap-add", action="append", default=[], help="add a capability (or ALL)")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a capability (or ALL)")
-    p.add_argument("--privileged", action="store_true", help="all capabilities, all devices, no masked paths")
+    p.add_argument("--privileged", action="store_true", help="all capabilities the host grants, its devices, no seccomp or masked paths")
     p.add_argument("--security-opt", action="append", default=[], help="seccomp=unconfined (docker's)")
     p.add_argument("--restart", default="no", help="no, always, on-failure[:N] or unless-stopped")
     p.add_argument("--label", "-l", action="append", default=[], help="set a label KEY=VALUE")
