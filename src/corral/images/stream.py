@@ -1,8 +1,11 @@
 """A pipe from a layer's download to its unpack, so a layer is fetched, hashed, inflated and
-applied in one pass. The downloader never waits for the reader: when the reader falls behind
-by more than the buffer, or the download restarts, the pipe breaks and the reader falls back
-to the verified blob in the content store. Nothing read from the pipe is committed before the
-download's digest check has passed (the unpacker waits for it)."""
+applied in one pass. Until a reader claims the pipe, the downloader never waits: when the
+buffer fills first, the pipe breaks and the unpack later reads the verified blob from the
+content store. Once claimed, the pipe paces the download (the writer waits for room), so a
+download that outruns its unpacker no longer throws the unpacker's work away; a reader that
+stops early must break the pipe (fail) so the writer never waits for nobody. A restarted
+download breaks the pipe too. Nothing read from the pipe is committed before the download's
+digest check has passed (the unpacker waits for it)."""
 
 import queue
 import threading
@@ -23,20 +26,28 @@ class LayerStream:
         self._pending = b""
 
     # --- the download side
-    def write(self, data):
-        if self._broken.is_set():
+    def _put(self, item):
+        if self._claimed:
+            # a reader is on it: wait for room, as long as the pipe holds
+            while not self._broken.is_set():
+                try:
+                    self._q.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
             return
         try:
-            self._q.put_nowait(bytes(data))
+            self._q.put_nowait(item)
         except queue.Full:
             self.fail()
 
+    def write(self, data):
+        if not self._broken.is_set():
+            self._put(bytes(data))
+
     def close(self):
         if not self._broken.is_set():
-            try:
-                self._q.put_nowait(None)
-            except queue.Full:
-                self.fail()
+            self._put(None)
 
     def fail(self):
         self._broken.set()

@@ -234,6 +234,9 @@ def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers, streams
                 except StreamBroken:
                     shutil.rmtree(d)
                     got = None
+                except BaseException:
+                    stream.fail()       # the download must not wait for a reader that left
+                    raise
             if wait:
                 wait(i)         # the download's digest is verified (or this raises)
             if got is None:
