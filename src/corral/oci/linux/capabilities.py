@@ -1,13 +1,13 @@
 """Linux capabilities: names and numbers, the bounding set, capset/capget and ambient caps.
 
-Only the stdlib (ctypes) is used. Sets are handled as integer bit masks (bit n = cap n).
+Only the stdlib (_ctypes, through cabi) is used. Sets are handled as integer bit masks (bit n = cap n).
 """
 
-import ctypes
 import errno
 import os
 
 from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import cabi as ctypes  # without ctypes' import cost
 from corral.oci.linux import syscalls
 
 # Every capability up to CAP_CHECKPOINT_RESTORE, in kernel number order.

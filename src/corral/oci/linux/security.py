@@ -17,10 +17,10 @@ have linux.seccomp, and only on the host (never from inside a container's rootfs
 that is not forked from the validating process calls preload(spec) before it enters the rootfs.
 """
 
-import ctypes
 import sys
 
 from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import cabi as ctypes  # without ctypes' import cost
 from corral.oci.linux import capabilities, lsm, rlimits, syscalls, user
 
 

@@ -4,8 +4,9 @@ Every wrapper raises OSError(errno, message) on failure, like the os module does
 Only the stdlib is imported so the runtime's start path stays cheap.
 """
 
-import ctypes
 import os
+
+from corral.oci.linux import cabi as ctypes  # the pieces of ctypes we use, without its import cost
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -201,7 +202,7 @@ def fork_into_cgroup(cgroup_fd):
     if len(os.listdir("/proc/self/task")) != 1:
         raise OSError(0, "clone3 into a cgroup needs a single-threaded process")
     args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
-    api = ctypes.pythonapi
+    api = _pythonapi()
     api.PyOS_BeforeFork()
     # through PyDLL: the GIL stays held across the call, as in os.fork
     pid = _pylibc.syscall(SYS_clone3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
@@ -217,3 +218,7 @@ def fork_into_cgroup(cgroup_fd):
 
 _pylibc = ctypes.PyDLL(None, use_errno=True)
 _pylibc.syscall.restype = ctypes.c_long
+
+
+def _pythonapi():
+    return ctypes.PyDLL(None)

@@ -5,12 +5,12 @@ container's). resolve() runs in the parent and reads the container's /etc/passwd
 /etc/group through openat2(RESOLVE_IN_ROOT), so symlinks in the image cannot lead outside.
 """
 
-import ctypes
 import errno
 import os
 import stat
 
 from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import cabi as ctypes  # without ctypes' import cost
 from corral.oci.linux import syscalls
 
 DEFAULT_UMASK = 0o022
