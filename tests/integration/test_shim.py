@@ -46,6 +46,11 @@ class Shim:
         self.opts = Any(type_url="containerd.runc.v1.Options",
                         value=Options(binary_name="runc", root=self.runc_root).SerializeToString())
 
+    @property
+    def state_root(self):
+        """Where the runtime keeps its state: the options' root, then the namespace."""
+        return os.path.join(self.runc_root, self.namespace)
+
     def argv(self, *args):
         return [venv_tool("containerd-shim-corral-v2"), "-namespace", self.namespace, "-address", self.address,
                 "-publish-binary", "/bin/false", "-id", self.cid, *args]
@@ -92,7 +97,7 @@ def cleanup(shim):
         os.kill(shim.pid, signal.SIGKILL)
     except (ProcessLookupError, AttributeError):
         pass
-    subprocess.run(["runc", "--root", shim.runc_root, "delete", "--force", shim.cid], capture_output=True)
+    subprocess.run(["runc", "--root", shim.state_root, "delete", "--force", shim.cid], capture_output=True)
     subprocess.run(["umount", "-l", os.path.join(shim.bundle, "rootfs")], capture_output=True)
 
 
@@ -249,7 +254,7 @@ def test_delete_after_a_killed_shim(shim_env):
     resp = pb.DeleteResponse.FromString(res.stdout)
     assert resp.exit_status == 137 and resp.exited_at.ToNanoseconds() > 0
     assert wait_gone(pid), "the container's process survived delete"
-    assert not os.path.exists(os.path.join(shim.runc_root, shim.cid))
+    assert not os.path.exists(os.path.join(shim.state_root, shim.cid))
 
 
 def test_command_line_errors():
@@ -373,7 +378,7 @@ def test_failed_create_leaves_nothing(shim_env, tmpdir_root):
                     pb.CreateTaskResponse)
             assert "OCI runtime create failed" in e.value.message and "/no/such/program" in e.value.message
             assert not is_mount_point(os.path.join(shim.bundle, "rootfs"))
-            assert not os.path.exists(os.path.join(shim.runc_root, shim.cid))
+            assert not os.path.exists(os.path.join(shim.state_root, shim.cid))
             with pytest.raises(TtrpcError) as e:
                 await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse)
             assert e.value.code == NOT_FOUND

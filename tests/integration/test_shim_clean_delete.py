@@ -52,5 +52,5 @@ def test_delete_without_the_answer_cleans_up(shim_env):
     assert res.returncode == 0, res.stderr
     resp = pb.DeleteResponse.FromString(res.stdout)
     assert resp.exit_status == 137 and resp.exited_at.seconds > 0
-    assert not os.path.exists(os.path.join(shim.runc_root, shim.cid))  # the runtime's state is gone
+    assert not os.path.exists(os.path.join(shim.state_root, shim.cid))  # the runtime's state is gone
     assert not os.path.exists(os.path.join(shim.bundle, DELETED))

@@ -43,7 +43,7 @@ def corral_shim(tmpdir_root):
             os.kill(s.pid, 9)
         except (ProcessLookupError, AttributeError):
             pass
-        subprocess.run([venv_tool("corral-runc"), "--root", s.runc_root, "delete", "--force", s.cid],
+        subprocess.run([venv_tool("corral-runc"), "--root", s.state_root, "delete", "--force", s.cid],
                        capture_output=True)
         subprocess.run(["umount", "-l", os.path.join(s.bundle, "rootfs")], capture_output=True)
 
