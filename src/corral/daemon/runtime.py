@@ -224,6 +224,7 @@ class RuntimeV2:
         self.serving = False  # set by serve(): events published before then had no subscriber
         self.early_events = []  # (ns, topic, message) held until serve()
         self.closing = threading.Event()
+        self.removing = {}  # (ns, id) -> Event set once a deleted task's bundle is gone
 
     # -- bundles
 
@@ -311,6 +312,10 @@ class RuntimeV2:
         bundle = None
         shim = None
         try:
+            with self.lock:
+                removing = self.removing.get((ns, cid))
+            if removing is not None:
+                removing.wait(self.start_timeout)  # the last task of this id is still being cleared
             if os.path.exists(self._bundle(ns, cid)):
                 self._cleanup_stale(ns, cid)
             bundle = self._make_bundle(ns, cid, spec)
@@ -370,11 +375,35 @@ class RuntimeV2:
         # errors (a running task, a shim that died and was cleaned up, one that does not
         # answer) go to the caller
         resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
+        if os.path.ismount(os.path.join(shim.bundle, "rootfs")):
+            with self.lock:  # the shim left its rootfs mounted: unmount before the caller goes on
+                self.shims.pop((ns, cid), None)
+            self._shutdown(shim)
+            self._remove_bundle(ns, cid)
+            return resp
+        # the shim's shutdown and the removal of the bundle (~10 ms of rmtree) need not hold up
+        # the caller: a create of the same id waits for them
+        done = threading.Event()
         with self.lock:
             self.shims.pop((ns, cid), None)
-        self._shutdown(shim)
-        self._remove_bundle(ns, cid)
+            self.removing[(ns, cid)] = done
+        expect = getattr(shim.client, "expect_close", None)
+        if expect is not None:
+            expect()
+        threading.Thread(target=self._finish_delete, args=(shim, done), name="task-delete", daemon=True).start()
         return resp
+
+    def _finish_delete(self, shim, done):
+        try:
+            self._shutdown(shim)
+            self._remove_bundle(shim.ns, shim.id)
+        except Exception as e:
+            log.warning("removing the bundle of %s/%s: %s", shim.ns, shim.id, e)
+        finally:
+            with self.lock:
+                if self.removing.get((shim.ns, shim.id)) is done:
+                    del self.removing[(shim.ns, shim.id)]
+            done.set()
 
     def _shutdown(self, shim):
         expect = getattr(shim.client, "expect_close", None)
@@ -573,6 +602,10 @@ class RuntimeV2:
     def close(self):
         """Disconnect from the shims; they and their containers keep running."""
         self.closing.set()
+        with self.lock:
+            removing = list(self.removing.values())
+        for done in removing:  # deletes finishing behind their answers
+            done.wait(10)
         for shim in self.all():
             if getattr(shim, "local", False):
                 continue
