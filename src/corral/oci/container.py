@@ -181,8 +181,6 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
         send(parent_sock, t="go")
         msg = _expect(recv(parent_sock), "pid", stage1_pid)
         c.pid = msg["pid"]
-        os.waitpid(stage1_pid, 0)
-        stage1_pid = 0
         c.start_time = statelib.proc_start_time(c.pid)
         c.save()
         from corral.oci.linux import security
@@ -201,6 +199,9 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
                 send(parent_sock, t="ok", state=c.hook_state("creating"))
             elif msg["t"] == "ready":
                 break
+        # stage1 exited after its "pid" message; reaped only now, so its exit overlapped init's work
+        os.waitpid(stage1_pid, 0)
+        stage1_pid = 0
         if pid_file:
             write_pid_file(pid_file, c.pid)
         c.save()

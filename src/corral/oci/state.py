@@ -119,8 +119,8 @@ class Container:
                          start_time=self.start_time, config=self.config, created=self.created,
                          owner=self.owner)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(self.data))
+        with open(tmp, "wb") as f:  # binary: no text layer to set up
+            f.write(json.dumps(self.data).encode())
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
 
