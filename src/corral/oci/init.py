@@ -301,15 +301,18 @@ def _console(setup, process):
     console.make_controlling(slave)
 
 
-def exec_stage1(sock, opened, process, linux, console_sock, preserve_fds):
-    """`exec`: join the container's namespaces, fork the process (in its pid namespace)."""
+def exec_stage1(sock, opened, process, linux, console_sock, preserve_fds, cgroup_join=()):
+    """`exec`: join the container's cgroups and namespaces, fork the process (in its pid
+    namespace). cgroup_join: the files of cgroups.fork_into()."""
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         keep = [0, 1, 2, sock.fileno(), *range(3, 3 + preserve_fds), *(fd for _, fd in opened)]
         if console_sock is not None:
             keep.append(console_sock.fileno())
         close_fds_except(keep)
-        reply = recv(sock)  # the parent has put us into the container's cgroup
+        from corral.oci.linux import cgroups
+        cgroups.join(cgroup_join)  # before the namespaces: the host's cgroupfs is in reach here
+        reply = recv(sock)
         if not reply or reply.get("t") != "go":
             os._exit(1)
         namespaces.join(opened)

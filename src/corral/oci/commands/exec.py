@@ -89,18 +89,8 @@ def run(ctx, args):
 
 
 def _run(ctx, args):
-    from corral.oci.linux import cgroups
-
-    priming = cgroups.prime_migration()  # the kernel's slow first cgroup move overlaps the set-up
-    try:
-        return _exec(ctx, args)
-    finally:
-        cgroups.finish_priming(priming)
-
-
-def _exec(ctx, args):
     from corral.oci.init import exec_stage1, preload, recv, send
-    from corral.oci.linux import namespaces
+    from corral.oci.linux import cgroups, namespaces
     from corral.oci.linux import syscalls as sc
 
     c = state.load(ctx, args.container_id)
@@ -128,10 +118,11 @@ def _exec(ctx, args):
     pid = 0
     master = None
     try:
-        stage1 = os.fork()
+        # stage1 starts in (or joins itself) the container's cgroups: cgroups.fork_into
+        stage1, join = cgroups.fork_into(c.cgroup_manager())
         if stage1 == 0:
             parent_sock.close()
-            exec_stage1(child_sock, opened, process, linux, console_sock, args.preserve_fds)
+            exec_stage1(child_sock, opened, process, linux, console_sock, args.preserve_fds, join)
             os._exit(1)
         child_sock.close()
         child_sock = None
@@ -141,9 +132,6 @@ def _exec(ctx, args):
             console_sock.close()
             console_sock = None
         try:
-            mgr = c.cgroup_manager()
-            if mgr is not None:
-                mgr.apply(stage1)
             send(parent_sock, t="go")
             msg = recv(parent_sock)
             if msg and msg["t"] == "pid":

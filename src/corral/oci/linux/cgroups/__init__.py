@@ -110,49 +110,6 @@ def own_cgroup(controller):
     return "/"
 
 
-def prime_migration():
-    """Start, in a forked child, a no-op move of that child into its own cgroup; returns its pid
-    (0 if there was nothing to do) for finish_priming().
-
-    The kernel's first move of a process between cgroups waits for an RCU grace period (5-15
-    ms here) while it holds the cgroup lock; moves within about one more grace period after
-    that are quick. Started before create reads and checks the bundle, that wait overlaps the
-    checks, and the move of the container's process a few ms later is a quick one. A child
-    process, not a thread: a thread would first wait for the GIL. Best effort, errors ignored.
-    """
-    try:
-        with open("/proc/self/cgroup", "rb") as f:
-            lines = f.read().decode().splitlines()
-    except OSError:
-        return 0
-    for line in lines:
-        _id, ctrls, path = line.split(":", 2)
-        if ctrls.startswith("name="):
-            continue
-        if ctrls == "":
-            candidates = [CGROUP_ROOT + "/unified" + path, CGROUP_ROOT + path]
-        else:
-            candidates = [f"{CGROUP_ROOT}/{ctrls}{path}"]
-        for d in candidates:
-            try:
-                fd = os.open(d.rstrip("/") + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                pid = os.fork()
-                if pid == 0:
-                    try:
-                        os.write(fd, b"0")  # 0: the writer itself, into the cgroup it is in
-                    finally:
-                        os._exit(0)
-                return pid
-            except OSError:
-                return 0
-            finally:
-                os.close(fd)
-    return 0
-
-
 def fork_into(manager):
     """Fork a child that is to run in the manager's cgroups; returns (pid, files): pid 0 in
     the child, which then calls join(files) itself.
@@ -191,15 +148,6 @@ def join(files):
         except OSError as e:
             raise RuntimeFailure(f"cannot move the container's process into the cgroup "
                                  f"{posixpath.dirname(path)}: {e.strerror}") from None
-
-
-def finish_priming(pid):
-    """Reap prime_migration()'s child."""
-    if pid:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
 
 
 def inner_path(cgroups_path, container_id, controller=""):
