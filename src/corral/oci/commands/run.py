@@ -87,7 +87,7 @@ def _start_or_delete(ctx, cid):
 def _wants_terminal(bundle):
     from corral.oci import jsonfast as json
     try:
-        with open(os.path.join(bundle, "config.json")) as f:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
             return bool((json.loads(f.read()).get("process") or {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False  # create reports the problem

@@ -86,6 +86,13 @@ def makedirs(path):
 def remove(path, timeout=2.0):
     """Remove a cgroup directory and any child cgroups under it, retrying while EBUSY (a
     process that just died is still leaving). Kills nothing."""
+    try:
+        os.rmdir(path)  # the usual case: an empty leaf, removed without walking it
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # children, or still busy: walk it below
     if not os.path.isdir(path):
         return
     deadline = time.monotonic() + timeout
