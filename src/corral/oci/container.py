@@ -204,8 +204,7 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
         stage1_pid = 0
         if pid_file:
             write_pid_file(pid_file, c.pid)
-        c.save()
-        return c
+        return c  # state.json has been complete since the pid was known
     except BaseException:
         if stage1_pid:
             try:
