@@ -77,3 +77,42 @@ def test_truncated_and_garbage():
             s.extractfile(m).read(1 << 30)
     with pytest.raises(TarStreamError, match="header"):
         list(TarStream(io.BytesIO(b"x" * 1024)))
+
+
+def test_member_data_through_readinto_and_through_read_only_sources():
+    import tarfile as tf
+    buf = io.BytesIO()
+    body = os.urandom(300000)
+    with tf.open(fileobj=buf, mode="w", format=tf.PAX_FORMAT) as t:
+        info = tf.TarInfo("big")
+        info.size = len(body)
+        t.addfile(info, io.BytesIO(body))
+        info = tf.TarInfo("small")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"small"))
+    data = buf.getvalue()
+
+    class ReadOnly:                 # a source without readinto
+        def __init__(self, b):
+            self.f = io.BytesIO(b)
+
+        def read(self, n=-1):
+            return self.f.read(min(n, 7000) if n and n > 0 else n)
+
+    for src in (io.BytesIO(data), ReadOnly(data)):
+        s = TarStream(src)
+        out = {}
+        for m in s:
+            f = s.extractfile(m)
+            got = bytearray()
+            chunk = bytearray(65536)
+            while n := f.readinto(chunk):
+                got += chunk[:n]
+            out[m.name] = bytes(got)
+        assert out == {"big": body, "small": b"small"}
+
+    s = TarStream(io.BytesIO(data[:5000]))
+    m = next(iter(s))
+    with pytest.raises(TarStreamError, match="truncated"):
+        while s.extractfile(m).readinto(bytearray(65536)):
+            pass

@@ -91,3 +91,28 @@ def test_a_restarted_download_breaks_a_claimed_pipe():
     sink.truncate(0)
     with pytest.raises(StreamBroken):
         read_all(s)
+
+
+def test_the_writer_may_reuse_its_buffer():
+    # fetch_blob hands over a memoryview of one buffer it fills again for the next chunk
+    s = LayerStream()
+    assert s.claim()
+    buf = bytearray(1 << 16)
+    sent = []
+
+    def writer():
+        for i in range(BUFFER_CHUNKS * 3):
+            n = 1000 + i * 7
+            buf[:n] = bytes([i]) * n
+            sent.append(bytes(buf[:n]))
+            s.write(memoryview(buf)[:n])
+        s.close()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    got = bytearray()
+    chunk = bytearray(3000)
+    while n := s.readinto(chunk):
+        got += chunk[:n]
+    w.join(5)
+    assert bytes(got) == b"".join(sent)

@@ -51,6 +51,7 @@ class Applier:
         self.is_root = os.geteuid() == 0
         self.count = 0
         self.root_entry = False     # the layer set the root directory's own metadata
+        self._buf = None            # file data goes through this buffer (made when needed)
 
     def close(self):
         self._drop_cache()
@@ -231,12 +232,24 @@ class Applier:
         try:
             src = tar.extractfile(m)
             left = m.size
+            readinto = getattr(src, "readinto", None)
+            if readinto is not None:
+                # one buffer per applier: a new 1 MiB object per chunk costs page faults
+                if self._buf is None:
+                    self._buf = memoryview(bytearray(CHUNK))
+                buf = self._buf
+                while left > 0:
+                    n = readinto(buf[:min(CHUNK, left)])
+                    if not n:
+                        raise UnsafeLayerError(f"layer is truncated inside {m.name!r}")
+                    _write_all(fd, buf[:n])
+                    left -= n
             while left > 0:
-                buf = src.read(min(CHUNK, left))
-                if not buf:
+                data = src.read(min(CHUNK, left))
+                if not data:
                     raise UnsafeLayerError(f"layer is truncated inside {m.name!r}")
-                _write_all(fd, buf)
-                left -= len(buf)
+                _write_all(fd, data)
+                left -= len(data)
         finally:
             os.close(fd)
         self._meta(pfd, base, m)

@@ -141,3 +141,20 @@ class _Member:
             raise TarStreamError("unexpected end of data: the layer is truncated")
         self.s._left -= len(b)
         return b
+
+    def readinto(self, b):
+        """Read into the caller's buffer (no new bytes object per chunk)."""
+        n = min(len(b), self.s._left)
+        if n <= 0:
+            return 0
+        readinto = getattr(self.s.f, "readinto", None)
+        if readinto is None:
+            data = self.s.f.read(n)
+            got = len(data)
+            b[:got] = data
+        else:
+            got = readinto(memoryview(b)[:n])
+        if not got:
+            raise TarStreamError("unexpected end of data: the layer is truncated")
+        self.s._left -= got
+        return got

@@ -29,6 +29,16 @@ def chain_ids(diff_ids):
     return out
 
 
+def _readinto(f, b):
+    """f.readinto(b), or a read and a copy for readers without it."""
+    readinto = getattr(f, "readinto", None)
+    if readinto is not None:
+        return readinto(b)
+    data = f.read(len(b))
+    b[:len(data)] = data
+    return len(data)
+
+
 class HashingReader:
     """Reads through `f`, hashing everything read (the layer's diff ID)."""
 
@@ -42,6 +52,12 @@ class HashingReader:
         self.h.update(b)
         self.size += len(b)
         return b
+
+    def readinto(self, b):
+        n = _readinto(self.f, b)
+        self.h.update(memoryview(b)[:n])
+        self.size += n
+        return n
 
     def drain(self):
         while self.read(READ_SIZE):
@@ -167,9 +183,7 @@ class _NoClose:
         return self.f.read(n)
 
     def readinto(self, b):
-        data = self.f.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+        return _readinto(self.f, b)
 
     def __enter__(self):
         return self
@@ -237,14 +251,18 @@ def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers, streams
                 except BaseException:
                     stream.fail()       # the download must not wait for a reader that left
                     raise
-            if wait:
-                wait(i)         # the download's digest is verified (or this raises)
             if got is None:
+                if wait:
+                    wait(i)     # the blob is in the store, its digest verified (or this raises)
                 os.mkdir(d, 0o755)
                 got = apply_layer(store, layers[i], d, "overlay", lambda: lowers_for(i), info)
         except UnsafeLayerError as e:
+            if wait:
+                wait(i)         # bytes that do not match the blob's digest: say that instead
             raise ImageError(f"layer {layers[i]['digest']}: {e}") from None
         if got != diff_ids[i]:
+            if wait:
+                wait(i)
             raise ImageError(f"layer {layers[i]['digest']}: its uncompressed content has digest {got} "
                              f"but the image config says {diff_ids[i]}; the image is corrupt")
         return d, info.get("root_entry", False)
@@ -255,6 +273,10 @@ def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers, streams
         parent = chains[k - 1] if k else ""
         for i in range(k, n):
             d, root_entry = futs[i - k].result()
+            if wait:
+                # a layer applied from the pipe is committed only once its download's digest
+                # check has passed; the worker went on to the next layer meanwhile
+                wait(i)
             key = f"extract-{uuid.uuid4().hex[:12]} {chains[i]}"
             mounts = sn.prepare(key, parent, labels={"containerd.io/snapshot.ref": chains[i]})
             try:
