@@ -134,7 +134,9 @@ class AuthProxy:
     {'fail_5xx': n} answers the next n requests with 503; {'cut_blob_after': bytes} cuts the
     next blob GET's connection after that many body bytes; {'corrupt': digest} flips a byte of
     that blob; {'throttle': seconds} sleeps that long per 64 KiB of blob sent;
-    {'redirect_blobs': True} answers blob GETs with a 307 to the registry itself.
+    {'redirect_blobs': True} answers blob GETs with a 307 to the registry itself;
+    {'shift_range': n} answers the next ranged blob GET with a part that starts n bytes before
+    the one asked for (a 206 whose Content-Range does not match the request).
     `requests` records (method, path, Range header)."""
 
     def __init__(self, backend, mode="bearer", user="alice", password="s3cret"):
@@ -205,6 +207,12 @@ class AuthProxy:
                 c = http.client.HTTPConnection("127.0.0.1", proxy.backend.port, timeout=60)
                 hdrs = {k: v for k, v in self.headers.items()
                         if k.lower() not in ("authorization", "host", "connection", "content-length")}
+                shift = proxy.faults.get("shift_range")
+                if shift and self.command == "GET" and "/blobs/sha256:" in self.path and \
+                        (hdrs.get("Range") or "").startswith("bytes="):
+                    proxy.faults.pop("shift_range")
+                    first = int(hdrs["Range"][6:].split("-")[0])
+                    hdrs["Range"] = f"bytes={max(0, first - shift)}-"
                 c.request(self.command, self.path, body=body, headers={**hdrs, "Content-Length": str(len(body))})
                 r = c.getresponse()
                 data = r.read()

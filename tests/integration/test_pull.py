@@ -178,6 +178,37 @@ def test_retries_and_range_resume(registry, env):
         proxy.stop()
 
 
+def test_resume_refuses_a_part_that_starts_elsewhere(registry, env):
+    # The download is cut after 1 MiB; the resumed request asks for bytes=1048576- and the
+    # registry answers 206 with a part that starts 4096 bytes earlier. Appended, it would
+    # corrupt the blob: corral drops it and fetches the whole blob again.
+    big = os.urandom(3 << 20)
+    img = Image([layer([("file", "blob", big)])], compression="")
+    r_ = repo()
+    img.push(registry.host, r_, "v1")
+    proxy = AuthProxy(registry, "none").start()
+    try:
+        proxy.faults.update({"cut_blob_after": 1 << 20, "shift_range": 4096})
+        r = pull(f"{proxy.host}/{r_}:v1", env.store, env.client(proxy.host), env.snapshotter())
+        assert "shift_range" not in proxy.faults            # the bad part was sent
+        blob_gets = [rng for method, path, rng in proxy.requests
+                     if method == "GET" and path.endswith(img.layer_descs[0]["digest"])]
+        assert blob_gets == [None, f"bytes={1 << 20}-", None], blob_gets
+        assert env.store.exists(img.layer_descs[0]["digest"])
+        assert open(env.rootfs(env.snapshotter(), r.chain_id) + "/blob", "rb").read() == big
+    finally:
+        proxy.stop()
+
+
+def test_content_range_start():
+    from corral.remotes.registry import _range_start
+    assert _range_start("bytes 1048576-3145727/3145728") == 1 << 20
+    assert _range_start("bytes 0-9/*") == 0
+    assert _range_start("Bytes 7-9/10") == 7
+    for bad in (None, "", "bytes */100", "items 1-2/3", "bytes -5/10", "bytes x-1/2"):
+        assert _range_start(bad) is None, bad
+
+
 def test_registry_htpasswd_basic_auth(busybox, env, tmpdir_root):
     reg = LocalRegistry(tls=True, htpasswd=("bob", "pw-1")).start()
     try:

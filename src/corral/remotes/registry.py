@@ -75,6 +75,15 @@ def _error_text(body):
         return body[:200].decode(errors="replace").strip(), ""
 
 
+def _range_start(value):
+    """The first byte of a Content-Range ("bytes 100-199/1000"), or None if it has none."""
+    unit, _, rest = (value or "").strip().partition(" ")
+    first = rest.split("-", 1)[0].strip()
+    if unit.lower() != "bytes" or not first.isdigit():
+        return None
+    return int(first)
+
+
 class Registry:
     def __init__(self, hosts=None, credentials=None, auth_file=None, user_agent="corral/0.1"):
         self.hosts = dict(hosts or {})
@@ -352,6 +361,19 @@ class Registry:
                                    ok=(200, 206), stream=True)
             if resp.status == 200 and start:
                 sink.truncate(0)        # the server ignored the range: start over
+            elif resp.status == 206 and _range_start(resp.getheader("Content-Range")) != start:
+                # a part we did not ask for would land at the wrong offset: drop it (and the
+                # connection, its body unread) and fetch the whole blob again
+                got = resp.getheader("Content-Range")
+                resp.close()
+                scheme, host, _ = self._host(ref.domain)
+                self._drop_conn(scheme, host)
+                sink.truncate(0)
+                tries += 1
+                if tries > RETRIES:
+                    raise RegistryError(f"blob {desc['digest']}: asked for bytes from {start}, the "
+                                        f"registry kept answering with Content-Range {got!r}")
+                continue
             try:
                 while True:
                     n = resp.readinto(buf)
