@@ -27,13 +27,20 @@ def serve(flags, sock, path, group):
     return 0
 
 
+_ONE_ARENA = False  # set in the zygote: its servers inherit the setting
+
+
 def one_malloc_arena():
     """Threads (the loop's default executor, if anything uses it) would each get a malloc arena
     of their own: keep one, the shim is not allocation-bound."""
+    global _ONE_ARENA
+    if _ONE_ARENA:
+        return
     import ctypes
 
     try:
         ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+        _ONE_ARENA = True
     except (OSError, AttributeError):
         pass
 
