@@ -114,7 +114,7 @@ def create(ctx, container_id, bundle, pid_file=None, console_socket=None, no_piv
 
 def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds, console_sock):
     from corral.oci import spec as speclib
-    from corral.oci.init import Setup, preload, recv, send, stage1
+    from corral.oci.init import Setup, direct_init, preload, recv, send, stage1
     from corral.oci.linux import cgroups, namespaces
     import _socket  # the C module: `socket` costs milliseconds of enum set-up
 
@@ -139,6 +139,7 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
         "owner": ""})
     manager = None
     stage1_pid = 0
+    child_pid = 0  # init, when it is our own child (cloned straight into its namespaces)
     opened = []
     own_console = None
     parent_sock = child_sock = None
@@ -162,11 +163,23 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
         setup = Setup(spec, bundle, rootfs, container_id, opened, fifo_fd,
                       console_sock if process.get("terminal") else None, no_pivot, preserve_fds,
                       manager.paths() if manager is not None else {})
-        stage1_pid, setup.cgroup_join = cgroups.fork_into(manager)
-        if stage1_pid == 0:
-            parent_sock.close()
-            stage1(child_sock, setup)
-            os._exit(1)
+        nss = linux.get("namespaces")
+        direct = None
+        if not opened and not linux.get("timeOffsets") and not (
+                namespaces.new_flags(nss) & (namespaces.FLAGS["user"] | namespaces.FLAGS["time"])):
+            direct = cgroups.clone_into(manager, namespaces.new_flags(nss, skip=("cgroup",)))
+        if direct is not None:
+            child_pid, setup.cgroup_join = direct
+            if child_pid == 0:
+                parent_sock.close()
+                direct_init(child_sock, setup, namespaces.new_flags(nss) & namespaces.FLAGS["cgroup"])
+                os._exit(1)
+        else:
+            stage1_pid, setup.cgroup_join = cgroups.fork_into(manager)
+            if stage1_pid == 0:
+                parent_sock.close()
+                stage1(child_sock, setup)
+                os._exit(1)
         child_sock.close()
         child_sock = None
         namespaces.close_all(opened)
@@ -175,12 +188,15 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
             own_console.close()
             own_console = None
 
-        msg = _expect(recv(parent_sock), "hello", stage1_pid)  # it has joined its cgroups
-        if namespaces.new_flags(linux.get("namespaces")) & namespaces.FLAGS["user"]:
-            namespaces.write_id_maps(stage1_pid, linux.get("uidMappings"), linux.get("gidMappings"))
-        send(parent_sock, t="go")
-        msg = _expect(recv(parent_sock), "pid", stage1_pid)
-        c.pid = msg["pid"]
+        if child_pid:
+            c.pid = child_pid
+        else:
+            msg = _expect(recv(parent_sock), "hello", stage1_pid)  # it has joined its cgroups
+            if namespaces.new_flags(nss) & namespaces.FLAGS["user"]:
+                namespaces.write_id_maps(stage1_pid, linux.get("uidMappings"), linux.get("gidMappings"))
+            send(parent_sock, t="go")
+            msg = _expect(recv(parent_sock), "pid", stage1_pid)
+            c.pid = msg["pid"]
         c.start_time = statelib.proc_start_time(c.pid)
         c.save()
         from corral.oci.linux import security
@@ -199,9 +215,10 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
                 send(parent_sock, t="ok", state=c.hook_state("creating"))
             elif msg["t"] == "ready":
                 break
-        # stage1 exited after its "pid" message; reaped only now, so its exit overlapped init's work
-        os.waitpid(stage1_pid, 0)
-        stage1_pid = 0
+        if stage1_pid:
+            # stage1 exited after its "pid" message; reaped only now, so its exit overlapped init's work
+            os.waitpid(stage1_pid, 0)
+            stage1_pid = 0
         if pid_file:
             write_pid_file(pid_file, c.pid)
         return c  # state.json has been complete since the pid was known
@@ -212,7 +229,13 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
             except OSError:
                 pass
             os.waitpid(stage1_pid, 0)
-        if c.pid:
+        if child_pid:
+            try:
+                os.kill(child_pid, SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(child_pid, 0)
+        elif c.pid:
             try:
                 os.kill(c.pid, SIGKILL)
             except OSError:

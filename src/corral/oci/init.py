@@ -3,8 +3,10 @@
 stage1() runs in the first child: it joins namespaces given by path, creates the user
 namespace (the parent then writes the id maps), creates the other namespaces and forks the
 container's init, which becomes pid 1 of a new pid namespace; stage1 reports init's host pid
-and exits. init_main() sets the container up, reports "ready", waits on the exec FIFO for
-`start`, then execs the user's process.
+and exits. Where no user or time namespace is made and none is joined by path, the parent
+clones init straight into its namespaces instead (direct_init: no stage1). init_main() sets
+the container up, reports "ready", waits on the exec FIFO for `start`, then execs the user's
+process.
 
 Messages to the parent go over a SOCK_SEQPACKET socket as small JSON objects; an error is
 {"t": "error", "msg": ...}, which the parent prints as its one line.
@@ -95,19 +97,38 @@ def close_fds_except(keep):
         low = fd + 1
 
 
+def _enter(sock, setup):
+    """The first steps of the container side: no dumping, no fds but ours, into the cgroups."""
+    # keeps /proc/<pid>/exe (the runtime's interpreter) out of the container's reach
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    keep = [0, 1, 2, sock.fileno(), setup.fifo_fd, *range(3, 3 + setup.preserve_fds),
+            *(fd for _, fd in setup.ns_fds)]
+    if setup.console_sock is not None:
+        keep.append(setup.console_sock.fileno())
+    close_fds_except(keep)
+    # into the container's cgroups first, while the host's cgroupfs is in reach and we are
+    # its root (before joining namespaces, or creating the cgroup namespace)
+    from corral.oci.linux import cgroups
+    cgroups.join(setup.cgroup_join)
+
+
+def direct_init(sock, setup, cgroup_ns):
+    """The container's init when it was cloned straight into its cgroup2 directory and its new
+    namespaces (cgroups.clone_into: no user or time namespace, none joined by path), so no
+    stage1 stands between: it joins the v1 hierarchies, then creates the cgroup namespace
+    (cgroup_ns) rooted at the container's cgroups, as stage1's unshare would have."""
+    try:
+        _enter(sock, setup)
+        if cgroup_ns:
+            namespaces.unshare(sc.CLONE_NEWCGROUP)
+    except BaseException as e:
+        _report_and_exit(sock, e)
+    init_main(sock, setup)
+
+
 def stage1(sock, setup):
     try:
-        # keeps /proc/<pid>/exe (the runtime's interpreter) out of the container's reach
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        keep = [0, 1, 2, sock.fileno(), setup.fifo_fd, *range(3, 3 + setup.preserve_fds),
-                *(fd for _, fd in setup.ns_fds)]
-        if setup.console_sock is not None:
-            keep.append(setup.console_sock.fileno())
-        close_fds_except(keep)
-        # into the container's cgroups first, while the host's cgroupfs is in reach and we are
-        # its root (before joining namespaces)
-        from corral.oci.linux import cgroups
-        cgroups.join(setup.cgroup_join)
+        _enter(sock, setup)
         linux = setup.spec.get("linux") or {}
         nss = linux.get("namespaces") or []
         namespaces.join(setup.ns_fds)
@@ -137,6 +158,7 @@ def stage1(sock, setup):
             os.close(r)
             init_main(sock, setup)
         send(sock, t="pid", pid=pid)
+        os.close(w)  # init goes on now, not after our exit has unmapped our memory
         os._exit(0)
     except BaseException as e:
         _report_and_exit(sock, e)

@@ -193,15 +193,16 @@ class _CloneArgs(ctypes.Structure):
         "set_tid", "set_tid_size", "cgroup")]
 
 
-def fork_into_cgroup(cgroup_fd):
-    """os.fork(), but the child starts in the cgroup2 directory open as cgroup_fd. Returns 0 in
-    the child and the child's pid in the parent; raises OSError where the kernel cannot.
+def fork_into_cgroup(cgroup_fd, ns_flags=0):
+    """os.fork(), but the child starts in the cgroup2 directory open as cgroup_fd (and in new
+    namespaces: ns_flags, CLONE_NEW* bits). Returns 0 in the child and the child's pid in the
+    parent; raises OSError where the kernel cannot.
 
     The raw syscall skips glibc's fork(): call it only from a single-threaded process (no other
     thread may hold a libc lock). Python's own fork hooks run as os.fork runs them."""
     if len(os.listdir("/proc/self/task")) != 1:
         raise OSError(0, "clone3 into a cgroup needs a single-threaded process")
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP | ns_flags, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
     api = _pythonapi()
     api.PyOS_BeforeFork()
     # through PyDLL: the GIL stays held across the call, as in os.fork

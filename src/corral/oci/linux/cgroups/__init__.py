@@ -135,6 +135,28 @@ def fork_into(manager):
     return os.fork(), (manager.join_files(cloned=False) if manager is not None else [])
 
 
+def clone_into(manager, ns_flags):
+    """fork_into()'s clone3, with the child in new namespaces from its birth (ns_flags:
+    CLONE_NEW* bits), so no intermediate process has to unshare them and fork again. Returns
+    (pid, files) as fork_into does, or None where the kernel cannot (no cgroup2 directory to
+    start in, an older kernel, threads, or a namespace the kernel refuses): the caller then
+    takes the stage1 way, which reports any namespace error itself."""
+    target = manager.clone_target() if manager is not None else None
+    if not target:
+        return None
+    from corral.oci.linux import syscalls
+    try:
+        fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return syscalls.fork_into_cgroup(fd, ns_flags), manager.join_files(cloned=True)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def join(files):
     """In the forked child: move this (single-threaded) process into the cgroups by writing 0
     to each of fork_into()'s files."""
