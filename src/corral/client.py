@@ -16,52 +16,60 @@ the other methods are the API's calls one for one and return its protobuf messag
 
 DEFAULT_ADDRESS = "/run/corral/corrald.sock"
 
-
-class ClientError(Exception):
-    def __init__(self, code, message):
-        super().__init__(f"{message} ({code})")
-        self.code = code
-        self.message = message
-
-
+from corral.client_wire import ClientError  # noqa: E402 (the one error type; .code, .message)
 from corral.client_images import ImageTransfers  # noqa: E402 (pull/push/load/save/login)
 
 
 class Client(ImageTransfers):
     def __init__(self, address=DEFAULT_ADDRESS, namespace="default", timeout=30.0):
-        import grpc
-        self._grpc = grpc
+        from corral.client_wire import Channel
         self.address = address
         self.namespace = namespace
         self.timeout = timeout
-        self._channel = grpc.insecure_channel("unix:" + address)
-        self._stubs = {}
+        self._channel = Channel(address)  # corral.client_wire: gRPC over HTTP/2, no grpcio
+        self._methods = {}
         self.lease = None
 
     # -- plumbing
 
-    def _stub(self, name):
-        stub = self._stubs.get(name)
-        if stub is None:
+    def _method(self, service, method):
+        """(path, response class) of a call, e.g. ("/containerd.services.tasks.v1.Tasks/Wait", WaitResponse)."""
+        key = (service, method)
+        m = self._methods.get(key)
+        if m is None:
             import importlib
-            module, cls = _SERVICES[name]
-            mod = importlib.import_module(f"corral.api.containerd.services.{module}_pb2_grpc")
-            stub = self._stubs[name] = getattr(mod, cls)(self._channel)
-        return stub
+            from google.protobuf.message_factory import GetMessageClass
+            module, name = _SERVICES[service]
+            svc = importlib.import_module(module).DESCRIPTOR.services_by_name[name]
+            m = self._methods[key] = (f"/{svc.full_name}/{method}",
+                                      GetMessageClass(svc.methods_by_name[method].output_type).FromString)
+        return m
 
     def _pb(self, name):
         import importlib
-        return importlib.import_module(f"corral.api.containerd.services.{_SERVICES[name][0]}_pb2")
+        return importlib.import_module(_SERVICES[name][0])
 
-    def _call(self, service, method, request, namespaced=True, stream=False):
-        md = [("containerd-namespace", self.namespace)] if namespaced else []
-        if namespaced and self.lease:
+    def _metadata(self, namespaced=True):
+        if not namespaced:
+            return ()
+        md = [("containerd-namespace", self.namespace)]
+        if self.lease:
             md.append(("containerd-lease", self.lease))
-        try:
-            result = getattr(self._stub(service), method)(request, metadata=md, timeout=None if stream else self.timeout)
-            return result
-        except self._grpc.RpcError as e:
-            raise ClientError(e.code().name, e.details()) from None
+        return md
+
+    def _call(self, service, method, request, namespaced=True, stream=False, timeout=0):
+        """A unary call (its answer), or with stream=True a server stream (an iterator of
+        answers with .cancel()). timeout: seconds, None for none, 0 for the client's."""
+        path, decode = self._method(service, method)
+        md = self._metadata(namespaced)
+        if stream:
+            return self._channel.stream(path, request.SerializeToString(), md, decode, timeout or None)
+        return decode(self._channel.unary(path, request.SerializeToString(), md,
+                                          self.timeout if timeout == 0 else timeout))
+
+    def _future(self, service, method, request):
+        path, decode = self._method(service, method)
+        return self._channel.future(path, request.SerializeToString(), self._metadata(), decode)
 
     def close(self):
         self._channel.close()
@@ -122,11 +130,13 @@ class Client(ImageTransfers):
     def create_namespace(self, name, labels=None):
         pb = self._pb("namespaces")
         ns = pb.Namespace(name=name, labels=labels or {})
-        return self._call("namespaces", "Create", pb.CreateNamespaceRequest(namespace=ns), namespaced=False).namespace
+        # with the client's namespace in the metadata, as ctr sends it: containerd publishes the
+        # event under it and refuses the call without one
+        return self._call("namespaces", "Create", pb.CreateNamespaceRequest(namespace=ns)).namespace
 
     def delete_namespace(self, name):
         pb = self._pb("namespaces")
-        self._call("namespaces", "Delete", pb.DeleteNamespaceRequest(name=name), namespaced=False)
+        self._call("namespaces", "Delete", pb.DeleteNamespaceRequest(name=name))
 
     # -- high-level collections (corral.containers.api); each is also callable as the raw
     # list it used to be: client.images() == the Image messages
@@ -274,18 +284,14 @@ class Client(ImageTransfers):
     def wait_task(self, cid, exec_id="", timeout=None):
         """Block until the process exits; returns (exit_status, exited_at Timestamp)."""
         pb = self._pb("tasks")
-        md = [("containerd-namespace", self.namespace)]
-        try:
-            r = self._stub("tasks").Wait(pb.WaitRequest(container_id=cid, exec_id=exec_id), metadata=md, timeout=timeout)
-        except self._grpc.RpcError as e:
-            raise ClientError(e.code().name, e.details()) from None
+        r = self._call("tasks", "Wait", pb.WaitRequest(container_id=cid, exec_id=exec_id), timeout=timeout)
         return r.exit_status, r.exited_at
 
     def wait_task_future(self, cid, exec_id=""):
-        """Start waiting now (before the process can exit); .result() gives the WaitResponse."""
+        """Start waiting now (before the process can exit); .result(timeout) gives the
+        WaitResponse (corral.client_wire.FutureTimeoutError if it has not come by then)."""
         pb = self._pb("tasks")
-        md = [("containerd-namespace", self.namespace)]
-        return self._stub("tasks").Wait.future(pb.WaitRequest(container_id=cid, exec_id=exec_id), metadata=md)
+        return self._future("tasks", "Wait", pb.WaitRequest(container_id=cid, exec_id=exec_id))
 
     def exec_process(self, cid, exec_id, process_spec, stdin="", stdout="", stderr="", terminal=False):
         import json
@@ -340,15 +346,17 @@ class Client(ImageTransfers):
         return self._call("events", "Subscribe", pb.SubscribeRequest(filters=filters), stream=True)
 
 
-_SERVICES = {
-    "version": ("version.v1.version", "VersionStub"),
-    "introspection": ("introspection.v1.introspection", "IntrospectionStub"),
-    "namespaces": ("namespaces.v1.namespace", "NamespacesStub"),
-    "images": ("images.v1.images", "ImagesStub"),
-    "containers": ("containers.v1.containers", "ContainersStub"),
-    "content": ("content.v1.content", "ContentStub"),
-    "snapshots": ("snapshots.v1.snapshots", "SnapshotsStub"),
-    "tasks": ("tasks.v1.tasks", "TasksStub"),
-    "events": ("events.v1.events", "EventsStub"),
-    "leases": ("leases.v1.leases", "LeasesStub"),
+_API = "corral.api.containerd.services."
+_SERVICES = {  # name -> (pb2 module, service)
+    "version": (_API + "version.v1.version_pb2", "Version"),
+    "introspection": (_API + "introspection.v1.introspection_pb2", "Introspection"),
+    "namespaces": (_API + "namespaces.v1.namespace_pb2", "Namespaces"),
+    "images": (_API + "images.v1.images_pb2", "Images"),
+    "containers": (_API + "containers.v1.containers_pb2", "Containers"),
+    "content": (_API + "content.v1.content_pb2", "Content"),
+    "snapshots": (_API + "snapshots.v1.snapshots_pb2", "Snapshots"),
+    "tasks": (_API + "tasks.v1.tasks_pb2", "Tasks"),
+    "events": (_API + "events.v1.events_pb2", "Events"),
+    "leases": (_API + "leases.v1.leases_pb2", "Leases"),
+    "transfer": ("corral.api.corral.services.transfer.v1.transfer_pb2", "Transfer"),
 }

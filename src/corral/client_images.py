@@ -21,27 +21,17 @@ CHUNK = 1 << 20
 class ImageTransfers:
     """Mixed into corral.client.Client."""
 
-    def _transfer(self):
-        stub = self._stubs.get("transfer")
-        if stub is None:
-            from corral.api.corral.services.transfer.v1 import transfer_pb2_grpc
-            stub = self._stubs["transfer"] = transfer_pb2_grpc.TransferStub(self._channel)
-        return stub
-
     def _transfer_call(self, method, request, stream=False):
-        from corral.client import ClientError
-        md = [("containerd-namespace", self.namespace)]
-        try:
-            return getattr(self._transfer(), method)(request, metadata=md, timeout=None if stream else self.timeout)
-        except self._grpc.RpcError as e:
-            raise ClientError(e.code().name, e.details()) from None
+        """A call of the transfer service: unary, or a server stream (stream=True); with an
+        iterator of requests, a client stream and its one answer."""
+        if hasattr(request, "SerializeToString"):
+            return self._call("transfer", method, request, stream=stream)
+        path, decode = self._method("transfer", method)
+        return decode(self._channel.stream_unary(path, (r.SerializeToString() for r in request), self._metadata()))
 
     def _iterate(self, responses):
-        from corral.client import ClientError
         try:
             yield from responses
-        except self._grpc.RpcError as e:
-            raise ClientError(e.code().name, e.details()) from None
         finally:
             responses.cancel()
 

@@ -39,15 +39,16 @@ def run_attached(c, stdin=False, tty=False, remove=False):
             io.start_output()
         else:
             io.follow_log(c.log_path)
+        waits = []  # Wait is asked before Start: no exit can be missed, and no round trip after
         try:
-            c.start(io=io)
+            c.start(io=io, created=lambda: waits.append(c.client.wait_task_future(c.id)))
         except Exception as e:
             raise start_error(e) from None
         io.unlink()
         return _follow(c, io, stdin, tty, lambda: c.client.close_stdin(c.id),
                        lambda sig: c.client.kill(c.id, sig),
                        lambda w, h: c.client.resize_pty(c.id, w, h),
-                       lambda: wait_exit(c.client, c.id, "", c.client.wait_task_future(c.id)))
+                       lambda: wait_exit(c.client, c.id, "", waits[0]))
     finally:
         io.finish()
         io.close()
@@ -63,10 +64,14 @@ def _follow(c, io, stdin, tty, close_stdin, kill, resize, wait):
     previous = {}
 
     def forward(signum, frame):
-        try:
-            kill(signum)
-        except Exception:
-            pass
+        # not in the handler itself: it runs between two bytecodes of this thread, which may
+        # be in the middle of a call on the same connection
+        import threading
+        threading.Thread(target=_safe, args=(kill, signum), daemon=True).start()
+
+    def forward_resize():
+        import threading
+        threading.Thread(target=_safe, args=(lambda: resize(*term.size()),), daemon=True).start()
 
     if not tty:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -79,7 +84,7 @@ def _follow(c, io, stdin, tty, close_stdin, kill, resize, wait):
                 resize(*term.size())
             except Exception:
                 pass
-            previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: _safe(resize, *term.size()))
+            previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: forward_resize())
         if stdin:
             io.start_input(close_stdin)
         return wait()
@@ -94,13 +99,13 @@ def wait_exit(client, cid, exec_id, fut):
     """The exit status from the Wait call `fut`; while it is pending, the process's state is
     also checked every second, so an exit whose Wait answer never comes is still seen."""
     import os
-    import grpc
     from corral.api.containerd.types import task_pb2
+    from corral.client_wire import FutureTimeoutError
     gone = 0
     while True:
         try:
             return fut.result(timeout=1.0).exit_status
-        except grpc.FutureTimeoutError:
+        except FutureTimeoutError:
             p = client.task(cid, exec_id)
             if p.status == task_pb2.STOPPED:
                 fut.cancel()

@@ -232,9 +232,6 @@ def main(argv=None):
         return 141
     except Exception as e:
         from corral.client import ClientError
-        grpc = sys.modules.get("grpc")
-        if grpc is not None and isinstance(e, grpc.RpcError) and hasattr(e, "code"):
-            e = ClientError(e.code().name, e.details())  # a stream's error (events)
         if isinstance(e, (ClientError, OSError)) and not (env is not None and env.debug):
             print(f"corral: {connect_error(e, env) or getattr(e, 'message', None) or e}", file=sys.stderr)
             return 125

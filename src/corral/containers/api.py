@@ -339,9 +339,10 @@ class Container:
 
     # -- lifecycle
 
-    def start(self, io=None):
+    def start(self, io=None, created=None):
         """Start the container's task. Its output goes to the container's JSON log; io: a
-        stdio.FifoIO for stdin, or for a terminal (whose output then comes through io)."""
+        stdio.FifoIO for stdin, or for a terminal (whose output then comes through io).
+        created(): called once the task exists, before it starts (e.g. to ask for its exit)."""
         if self._task is not False and self.task(refresh=True) is not None:
             if self.status in ("running", "paused"):
                 raise ContainerError(f"container {self.name} is already running")
@@ -356,6 +357,8 @@ class Container:
             stdin = io.paths()["stdin"] if io is not None else ""
             self.client.create_task(self.id, stdin, self.log_uri, self.log_uri, self.record.labels.get(L.TTY) == "1")
         try:
+            if created is not None:
+                created()
             pid = self.client.start_task(self.id)
         except BaseException:
             _ignore(self.client.delete_task, self.id)
