@@ -37,7 +37,7 @@ make -s proto PYTHON=.venv/bin/python
 .venv/bin/python -m compileall -q src/corral >/dev/null
 
 # containerd runs the shim's `start` and `delete` for every container, and the shim runs
-# corral-runc create/start/delete/kill: a launcher without the
+# corral-runc create/start/delete/kill (and people run `corral` on a latency path too): a launcher without the
 # `import re` of pip's generated one (about 7 ms a call) and without the site module (-S, about
 # 3-6 ms): it puts our source and the venv's packages on sys.path itself
 .venv/bin/python - <<'LAUNCHER'
@@ -45,7 +45,8 @@ import os, sys, sysconfig
 import corral
 src = os.path.dirname(os.path.dirname(corral.__file__))
 purelib = sysconfig.get_paths()["purelib"]
-for name, module in (("containerd-shim-corral-v2", "corral.shim.main"), ("corral-runc", "corral.oci.cli")):
+for name, module in (("containerd-shim-corral-v2", "corral.shim.main"), ("corral-runc", "corral.oci.cli"),
+                     ("corral", "corral.cli.main")):
     path = os.path.join(sys.prefix, "bin", name)
     with open(path, "w") as f:
         f.write(f"#!{sys.prefix}/bin/python3 -S\nimport sys\nsys.path[:0] = [{src!r}]\nsys.path.append({purelib!r})\n"

@@ -68,6 +68,8 @@ class Client(ImageTransfers):
                                           self.timeout if timeout == 0 else timeout))
 
     def _future(self, service, method, request):
+        """A call sent now whose answer is taken later: .result(timeout) (raises ClientError as
+        _call does, FutureTimeoutError if it has not come by then), .cancel()."""
         path, decode = self._method(service, method)
         return self._channel.future(path, request.SerializeToString(), self._metadata(), decode)
 
@@ -78,12 +80,11 @@ class Client(ImageTransfers):
     # until the lease goes, so a half-made container cannot lose its snapshot to a GC pass
 
     def create_lease(self, expire_seconds=3600):
-        import datetime
-        import secrets
+        import os
+        import time
         pb = self._pb("leases")
-        until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=expire_seconds)
-        labels = {"containerd.io/gc.expire": until.strftime("%Y-%m-%dT%H:%M:%SZ")}
-        req = pb.CreateRequest(id=f"corral-{secrets.token_hex(8)}", labels=labels)
+        labels = {"containerd.io/gc.expire": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expire_seconds))}
+        req = pb.CreateRequest(id=f"corral-{os.urandom(8).hex()}", labels=labels)
         return self._call("leases", "Create", req).lease.id
 
     def delete_lease(self, lease_id):

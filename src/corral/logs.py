@@ -237,10 +237,12 @@ def read(path, *, tail=None, since=None):
     return entries
 
 
-def follow(path, *, tail=None, since=None, stop=None, interval=0.1):
+def follow(path, *, tail=None, since=None, stop=None, interval=0.1, sleep=None):
     """The entries so far, then new ones as they are written, across rotation (the file replaced:
     another inode) and truncation, until stop() returns True; then what is left is read and the
-    iteration ends. stop=None follows forever."""
+    iteration ends. stop=None follows forever. sleep(interval) waits between looks (default
+    time.sleep; e.g. an Event's wait, so that the stop is seen at once, not after the interval)."""
+    sleep = sleep or time.sleep
     entries, src = _history(path, tail, since)
     yield from entries
     try:
@@ -253,7 +255,7 @@ def follow(path, *, tail=None, since=None, stop=None, interval=0.1):
                 except FileNotFoundError:
                     if done:
                         return
-                    time.sleep(interval)
+                    sleep(interval)
                     continue
             got = [e for e in src.read() if _wanted(e, since)]
             yield from got
@@ -285,7 +287,7 @@ def follow(path, *, tail=None, since=None, stop=None, interval=0.1):
             if done:
                 return
             if not got:
-                time.sleep(interval)
+                sleep(interval)
     finally:
         if src is not None:
             src.close()

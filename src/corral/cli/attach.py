@@ -33,6 +33,7 @@ def start_error(e):
 
 def run_attached(c, stdin=False, tty=False, remove=False):
     from corral.containers.stdio import FifoIO
+    exited = False
     io = FifoIO(c.id, stdin=stdin, terminal=tty, output=False)
     try:
         if tty:
@@ -45,16 +46,18 @@ def run_attached(c, stdin=False, tty=False, remove=False):
         except Exception as e:
             raise start_error(e) from None
         io.unlink()
-        return _follow(c, io, stdin, tty, lambda: c.client.close_stdin(c.id),
-                       lambda sig: c.client.kill(c.id, sig),
-                       lambda w, h: c.client.resize_pty(c.id, w, h),
-                       lambda: wait_exit(c.client, c.id, "", waits[0]))
+        status = _follow(c, io, stdin, tty, lambda: c.client.close_stdin(c.id),
+                         lambda sig: c.client.kill(c.id, sig),
+                         lambda w, h: c.client.resize_pty(c.id, w, h),
+                         lambda: wait_exit(c.client, c.id, "", waits[0]))
+        exited = True
+        return status
     finally:
         io.finish()
         io.close()
         if remove:
             try:
-                c.remove(force=True)
+                c.remove(force=True, exited=exited)
             except Exception as e:
                 print(f"corral: removing {c.name}: {getattr(e, 'message', None) or e}", file=sys.stderr)
 

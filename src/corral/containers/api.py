@@ -472,10 +472,11 @@ class Container:
             out.append((p.pid, cmd))
         return out
 
-    def remove(self, force=False):
-        """Remove the task, the record, the snapshot and the container's files."""
-        task = self.task(refresh=True)
-        if self.status in ("running", "paused"):
+    def remove(self, force=False, exited=False):
+        """Remove the task, the record, the snapshot and the container's files. exited: the
+        caller saw the task exit (its Wait answered), so it is not looked up first."""
+        task = True if exited else self.task(refresh=True)
+        if not exited and self.status in ("running", "paused"):
             if not force:
                 raise ContainerError(f"container {self.name} is running: stop it first or use rm -f")
             if self.record.labels.get(L.RESTART_POLICY):
@@ -492,13 +493,19 @@ class Container:
             except _client_error() as e:
                 if e.code != "NOT_FOUND":
                     raise
+        # the record and the snapshot are asked to go at once (two calls in flight on the one
+        # connection; the snapshot does not depend on the record), the files go meanwhile
+        c = self.client
+        record = c._future("containers", "Delete", c._pb("containers").DeleteContainerRequest(id=self.id))
+        snapshot = c._future("snapshots", "Remove", c._pb("snapshots").RemoveSnapshotRequest(
+            snapshotter=self.record.snapshotter or SNAPSHOTTER, key=self.id))
+        shutil.rmtree(self.dir, ignore_errors=True)
         try:
-            self.client.delete_container(self.id)
+            _ignore(snapshot.result, c.timeout)
+            record.result(c.timeout)
         except _client_error() as e:
             if e.code != "NOT_FOUND":
                 raise
-        _ignore(self.client.remove_snapshot, self.id, self.record.snapshotter or SNAPSHOTTER)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- inspect
 

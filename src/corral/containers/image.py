@@ -9,10 +9,27 @@ class ImageNotFound(Exception):
     pass
 
 
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
 def normalize(name):
-    """docker's normalization: `busybox` -> docker.io/library/busybox:latest."""
+    """docker's normalization: `busybox` -> docker.io/library/busybox:latest.
+
+    An official image's short name (`busybox`, `alpine:3.19`: one lowercase alphanumeric
+    component, an optional tag) is done here without corral.images.reference, whose regular
+    expressions and dataclass cost `corral run` a few ms to import; anything else goes there."""
+    repo, _, tag = name.partition(":")
+    if (repo and _LOWER_ALNUM.issuperset(repo) and len(tag) <= 128
+            and (not _ or (tag and tag[0] not in ".-" and _TAG_CHARS.issuperset(tag)))):
+        return f"docker.io/library/{repo}:{tag or 'latest'}"
     from corral.images.reference import parse
     return str(parse(name))
+
+
+def _is_index(media_type):
+    from corral.images import mediatypes as mt
+    return mt.is_index(media_type)
 
 
 def chain_id(diff_ids):
@@ -49,9 +66,11 @@ class Image:
     def manifest(self, platform=None):
         """The image manifest (dict) for `platform` (default: this host)."""
         if self._manifest is None or platform is not None:
-            from corral.images import mediatypes as mt
             doc = self._json(self.record.target.digest)
-            if mt.is_index(doc.get("mediaType") or self.record.target.media_type) or "manifests" in doc:
+            # an index has "manifests" (a manifest has "layers" and cannot be one: no import
+            # of corral.images.mediatypes for it)
+            if "manifests" in doc or ("layers" not in doc and _is_index(doc.get("mediaType") or self.record.target.media_type)):
+                from corral.images import mediatypes as mt
                 desc = mt.select_manifest(doc, mt.parse_platform(platform) if platform else None)
                 if desc is None:
                     raise ImageNotFound(f"image {self.name} has no manifest for "

@@ -186,6 +186,8 @@ def parse_mount(text):
 
 
 def _cap_names(names, what):
+    if not names:
+        return []  # no import of the runtime's capability table for nothing
     from corral.oci.linux.capabilities import NAMES
     out = []
     for n in names:

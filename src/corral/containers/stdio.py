@@ -94,7 +94,8 @@ class FifoIO:
 
         def copy():
             with open(out_fd, "wb", closefd=False) as out, open(err_fd, "wb", closefd=False) as err:
-                logs.write(logs.follow(path, since=since, stop=self._log_done.is_set, interval=0.02), out, err)
+                logs.write(logs.follow(path, since=since, stop=self._log_done.is_set, interval=0.02,
+                                       sleep=self._log_done.wait), out, err)
         t = threading.Thread(target=copy, daemon=True)
         t.start()
         self._threads.append(t)
