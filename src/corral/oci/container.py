@@ -268,10 +268,12 @@ def _expect(msg, kind, pid):
     return msg
 
 
-def start(ctx, container_id):
+def start(ctx, container_id, c=None):
+    """c: the Container as create() returned it (`run`), instead of reading its state again."""
     import select
 
-    c = statelib.load(ctx, container_id)
+    if c is None:
+        c = statelib.load(ctx, container_id)
     status = c.status()
     if status != "created":
         raise RuntimeFailure(f"cannot start container {container_id}: it is {status}, not created")
@@ -356,15 +358,17 @@ def _signal_all(pids, sig):
             pass
 
 
-def delete(ctx, container_id, force=False):
-    try:
-        c = statelib.load(ctx, container_id)
-    except RuntimeFailure:
-        cdir = os.path.join(ctx.root, container_id)
-        if force and os.path.isdir(cdir) and container_id not in (".", ".."):
-            remove_state_dir(cdir)  # a state dir left without state.json
-            return
-        raise
+def delete(ctx, container_id, force=False, c=None):
+    """c: the Container as this process created it (`run`), instead of reading its state again."""
+    if c is None:
+        try:
+            c = statelib.load(ctx, container_id)
+        except RuntimeFailure:
+            cdir = os.path.join(ctx.root, container_id)
+            if force and os.path.isdir(cdir) and container_id not in (".", ".."):
+                remove_state_dir(cdir)  # a state dir left without state.json
+                return
+            raise
     status = c.status()
     if status in ("running", "paused") and not force:
         raise RuntimeFailure(f"cannot delete container {container_id}: it is {status}; stop it "

@@ -28,10 +28,10 @@ def run(ctx, args):
 
 def _run(ctx, args):
     if args.detach:
-        container.create(ctx, args.container_id, args.bundle, pid_file=args.pid_file,
-                         console_socket=args.console_socket, no_pivot=args.no_pivot,
-                         preserve_fds=args.preserve_fds)
-        _start_or_delete(ctx, args.container_id)
+        c = container.create(ctx, args.container_id, args.bundle, pid_file=args.pid_file,
+                             console_socket=args.console_socket, no_pivot=args.no_pivot,
+                             preserve_fds=args.preserve_fds)
+        _start_or_delete(ctx, args.container_id, c)
         container.fast_exit(0)
     # become the subreaper so the container's init (forked by our child) is reparented to us
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -53,7 +53,7 @@ def _run(ctx, args):
             from corral.oci import console
             master, _ = console.recv_fd(own_pty)
         forward = _forward_signals(c.pid, master)
-        _start_or_delete(ctx, args.container_id)
+        _start_or_delete(ctx, args.container_id, c)
         if master is not None:
             from corral.oci import ptyproxy
             status = ptyproxy.proxy(master, c.pid)
@@ -67,18 +67,19 @@ def _run(ctx, args):
             os.close(master)
         if not args.keep and os.path.isdir(os.path.join(ctx.root, args.container_id)):
             try:
-                container.delete(ctx, args.container_id, force=True)
+                # the state we created, not read again (a `delete` from elsewhere leaves no dir)
+                container.delete(ctx, args.container_id, force=True, c=c)
             except RuntimeFailure as e:
                 container.warn(ctx, str(e))
     container.fast_exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
-def _start_or_delete(ctx, cid):
+def _start_or_delete(ctx, cid, c=None):
     try:
-        container.start(ctx, cid)
+        container.start(ctx, cid, c)
     except BaseException:
         try:
-            container.delete(ctx, cid, force=True)
+            container.delete(ctx, cid, force=True, c=c)
         except RuntimeFailure:
             pass
         raise
