@@ -23,8 +23,8 @@ other streams to their waiters. Errors are ClientError with the gRPC status code
 """
 
 import os
-import socket
 import threading
+from _socket import AF_UNIX, SHUT_RDWR, SOCK_STREAM, socket  # not socket.py: its enums and selectors
 from time import monotonic
 
 CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
@@ -296,7 +296,7 @@ class _Stream:
 class _Connection:
     def __init__(self, path, authority):
         self.path = path
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket(AF_UNIX, SOCK_STREAM)
         try:
             sock.connect(path)
         except OSError as e:
@@ -695,7 +695,7 @@ class _Connection:
         with self.cv:
             self._die(ClientError("CANCELLED", "the client was closed"))
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(SHUT_RDWR)
         except OSError:
             pass
         self._wake()

@@ -24,15 +24,16 @@ class LogsError(ValueError):
     pass
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)?$")
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+# patterns, compiled (and cached by re) when first used: `corral run` follows logs but parses no times
+_RFC3339 = r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)?$"
+_DURATION = r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$"
+_DURATION_PART = r"(\d+(?:\.\d+)?)(h|ms|m|s)"
 
 
 def time_ns(text):
     """Nanoseconds since the epoch from an RFC3339 time (the fraction may have up to 9 digits;
     no zone: local time, as docker reads --since)."""
-    m = _RFC3339.match(text)
+    m = re.match(_RFC3339, text)
     if not m:
         raise LogsError(f"invalid time {text!r}: want RFC3339 like 2026-01-02T15:04:05Z")
     base, frac, zone = m.groups()
@@ -53,8 +54,8 @@ def parse_since(text, now_ns=None):
     duration before now like 10m, 1h30m, 45s. Returns nanoseconds since the epoch."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     t = text.strip()
-    if _DURATION.match(t):
-        total = sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for n, u in _DURATION_PART.findall(t))
+    if re.match(_DURATION, t):
+        total = sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for n, u in re.findall(_DURATION_PART, t))
         return now_ns - int(total * 1_000_000_000)
     if re.fullmatch(r"\d+(\.\d{1,9})?", t):
         sec, _, frac = t.partition(".")

@@ -183,6 +183,18 @@ def add_global_flags(p):
                     add_global_flags(sub)
 
 
+def _quick_globals(calls):
+    """The global flags after the verb, for quickparse: (names, dest, action), as
+    add_global_flags gives them to argparse (a name the command uses itself stays its own)."""
+    taken = {n for names, _ in calls for n in names}
+    out = []
+    for names, key, kw in _AFTER_VERB:
+        names = [n for n in names if n not in taken]
+        if names:
+            out.append((names, "_global_" + key, kw.get("action", "store")))
+    return out
+
+
 def apply_global_flags(opts, env):
     """Global flags given after the verb override those before it."""
     for _, key, _ in _AFTER_VERB:
@@ -214,10 +226,20 @@ def main(argv=None):
         module_name, help_text = COMMANDS[verb]
         import importlib
         module = importlib.import_module(f"corral.cli.commands.{module_name}")
-        p = parser(verb, help_text)
-        module.configure(p)
-        add_global_flags(p)
-        opts = p.parse_args(args)
+        opts = recorder = None
+        if getattr(module, "QUICK", False):  # a latency path: plain command lines skip argparse
+            from corral.cli import quickparse
+            recorder = quickparse.Recorder()
+            module.configure(recorder)
+            opts = quickparse.parse(recorder.calls, args, _quick_globals(recorder.calls))
+        if opts is None:
+            p = parser(verb, help_text)
+            if recorder is not None:
+                recorder.replay(p)
+            else:
+                module.configure(p)
+            add_global_flags(p)
+            opts = p.parse_args(args)
         apply_global_flags(opts, env)
         return module.run(opts, env) or 0
     except CLIError as e:

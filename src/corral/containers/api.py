@@ -8,7 +8,6 @@
 
 import json
 import os
-import shutil
 import signal as _signal
 import time
 
@@ -16,6 +15,7 @@ from corral.containers import labels as L
 from corral.containers import names
 from corral.containers.image import Image, ImageNotFound, normalize
 from corral.containers.spec import Options, SpecError
+from corral.containers.stdio import remove_tree
 
 RUNTIME = "io.containerd.corral.v2"
 SNAPSHOTTER = "overlayfs"
@@ -173,7 +173,7 @@ class Containers:
             if made_snapshot:
                 _ignore(self.client.remove_snapshot, cid, SNAPSHOTTER)
             if made_dir:
-                shutil.rmtree(cdir, ignore_errors=True)
+                remove_tree(cdir)
             raise
         finally:
             _ignore(self.client.delete_lease, lease)
@@ -499,7 +499,7 @@ class Container:
         record = c._future("containers", "Delete", c._pb("containers").DeleteContainerRequest(id=self.id))
         snapshot = c._future("snapshots", "Remove", c._pb("snapshots").RemoveSnapshotRequest(
             snapshotter=self.record.snapshotter or SNAPSHOTTER, key=self.id))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
         try:
             _ignore(snapshot.result, c.timeout)
             record.result(c.timeout)

@@ -4,9 +4,7 @@ the local tty goes into raw mode and its size follows the window."""
 
 import os
 import select
-import shutil
 import stat
-import tempfile
 import threading
 
 FIFO_DIR = "/run/corral/fifo"
@@ -18,7 +16,13 @@ class FifoIO:
 
     def __init__(self, name, stdin=False, terminal=False, output=True, base=FIFO_DIR):
         os.makedirs(base, mode=0o700, exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix=name[:12] + "-", dir=base)
+        while True:  # a private directory (what tempfile.mkdtemp makes, without its imports)
+            self.dir = os.path.join(base, f"{name[:12]}-{os.urandom(6).hex()}")
+            try:
+                os.mkdir(self.dir, 0o700)
+                break
+            except FileExistsError:
+                continue
         self.terminal = terminal
         self.stdin = os.path.join(self.dir, "stdin") if stdin else ""
         self.stdout = os.path.join(self.dir, "stdout") if output or terminal else ""
@@ -35,7 +39,7 @@ class FifoIO:
     def unlink(self):
         """Remove the FIFOs' names once the shim has opened them (the open FIFOs work on), so
         nothing is left behind even if this process is killed."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
 
     def paths(self):
         return {"stdin": self.stdin, "stdout": self.stdout, "stderr": self.stderr, "terminal": self.terminal}
@@ -114,7 +118,36 @@ class FifoIO:
         self._fds = {}
         os.close(self._stop_r)
         os.close(self._stop_w)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
+
+
+def remove_tree(path):
+    """rm -rf `path` (what shutil.rmtree(ignore_errors=True) does, without shutil's imports of
+    bz2, lzma and fnmatch); symlinks are removed, never followed."""
+    try:
+        entries = list(os.scandir(path))
+    except NotADirectoryError:
+        entries = None
+    except OSError:
+        return
+    if entries is None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                remove_tree(e.path)
+            else:
+                os.unlink(e.path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _write_all(fd, data):

@@ -3,6 +3,8 @@
 
 from corral.cli.errors import CLIError
 
+QUICK = True  # plain command lines are parsed without argparse (corral.cli.quickparse)
+
 
 def configure(p, detach=True):
     """The container flags `run` and `create` share (create passes detach=False)."""
