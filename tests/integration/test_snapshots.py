@@ -272,3 +272,33 @@ def test_stale_directory_from_a_crash_is_replaced(root):
         assert os.listdir(os.path.join(sn.root, "snapshots")) == ["1"]
     finally:
         sn.close()
+
+
+def test_snapshots_dir_spreads_its_subdirs(root):
+    # chattr +T on snapshots/ (where the filesystem has the flag): each snapshot is placed as
+    # the top of a hierarchy; the snapshot's own tree does not inherit the flag
+    import fcntl
+    import struct
+    from corral.snapshots.base import FS_IOC_GETFLAGS, FS_TOPDIR_FL
+
+    def flags(path):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0]
+        finally:
+            os.close(fd)
+
+    sn = OverlaySnapshotter(os.path.join(root, "sn"))
+    try:
+        try:
+            top = flags(os.path.join(sn.root, "snapshots"))
+        except OSError:
+            pytest.skip("no inode flags on this filesystem")
+        if not top & FS_TOPDIR_FL:
+            pytest.skip("this filesystem does not keep the top-dir flag")
+        m = sn.prepare("a", "")
+        upper = next(o for o in m[0].options if o.startswith("upperdir="))[len("upperdir="):] \
+            if m[0].type == "overlay" else m[0].source
+        assert not flags(upper) & FS_TOPDIR_FL
+    finally:
+        sn.close()

@@ -224,6 +224,8 @@ def _unpack_overlay_parallel(store, sn, layers, diff_ids, wait, workers, streams
     done = [threading.Event() for _ in range(n)]
     failed = threading.Event()
     staging = tempfile.mkdtemp(prefix="corral-unpack-", dir=sn.root)
+    from corral.snapshots.base import spread_subdirs
+    spread_subdirs(staging)         # each staged layer becomes a snapshot: a hierarchy of its own
 
     def lowers_for(i):
         for j in range(k, i):
