@@ -21,14 +21,20 @@ class Context:
     """Global options every command sees."""
 
     def __init__(self, ns):
-        from corral.oci.log import Logger
-
         self.root = os.path.abspath(ns.root)
         self.log_path = ns.log
         self.log_format = ns.log_format
         self.debug = ns.debug
         self.systemd_cgroup = ns.systemd_cgroup
-        self.log = Logger(ns.log, ns.log_format, ns.debug)
+        self._log = None
+
+    @property
+    def log(self):
+        """The Logger, made on first use: most commands that succeed never log."""
+        if self._log is None:
+            from corral.oci.log import Logger
+            self._log = Logger(self.log_path, self.log_format, self.debug)
+        return self._log
 
 
 # global options that take a value, and flags
