@@ -37,7 +37,8 @@ make -s proto PYTHON=.venv/bin/python
 .venv/bin/python -m compileall -q src/corral >/dev/null
 
 # containerd runs the shim's `start` and `delete` for every container, and the shim runs
-# corral-runc create/start/delete/kill (and people run `corral` on a latency path too): a launcher without the
+# corral-runc create/start/delete/kill, which runs corral-oci-hook at each create (and people run
+# `corral` on a latency path too): a launcher without the
 # `import re` of pip's generated one (about 7 ms a call) and without the site module (-S, about
 # 3-6 ms): it puts our source and the venv's packages on sys.path itself
 .venv/bin/python - <<'LAUNCHER'
@@ -46,7 +47,7 @@ import corral
 src = os.path.dirname(os.path.dirname(corral.__file__))
 purelib = sysconfig.get_paths()["purelib"]
 for name, module in (("containerd-shim-corral-v2", "corral.shim.main"), ("corral-runc", "corral.oci.cli"),
-                     ("corral", "corral.cli.main")):
+                     ("corral", "corral.cli.main"), ("corral-oci-hook", "corral.cni.hook")):
     path = os.path.join(sys.prefix, "bin", name)
     with open(path, "w") as f:
         f.write(f"#!{sys.prefix}/bin/python3 -S\nimport sys\nsys.path[:0] = [{src!r}]\nsys.path.append({purelib!r})\n"

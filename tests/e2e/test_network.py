@@ -229,6 +229,8 @@ def test_port_taken_by_a_container_fails_its_start(corral, corrald, cleanup):
 def test_host_and_none_networks(corral):
     res = corral("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
     assert "eth0" not in res.stdout
+    lo = [line for line in res.stdout.splitlines() if " lo: " in line]
+    assert lo and ",UP" in lo[0], res.stdout  # the hook set it up, as runc and docker have it
     res = corral("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
     assert "lo:" in res.stdout and "eth0" in res.stdout
 
