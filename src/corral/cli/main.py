@@ -210,7 +210,22 @@ def apply_global_flags(opts, env):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    """The `corral` command: its exit status. Called with no argv (the process's own command
+    line, the entry point), the process ends here: stdout and stderr are flushed and the
+    interpreter's teardown of every module and object (5-7 ms once protobuf is loaded) is
+    skipped, as nothing is left to run at exit."""
+    if argv is not None:
+        return _main(argv)
+    code = _main(sys.argv[1:])
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else 1)
+
+
+def _main(argv):
     env = None
     try:
         env, rest = _global_flags(argv)

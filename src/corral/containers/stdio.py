@@ -97,9 +97,12 @@ class FifoIO:
         since = time.time_ns()  # what an earlier run of the container logged is not shown
 
         def copy():
-            with open(out_fd, "wb", closefd=False) as out, open(err_fd, "wb", closefd=False) as err:
-                logs.write(logs.follow(path, since=since, stop=self._log_done.is_set, interval=0.02,
-                                       sleep=self._log_done.wait), out, err)
+            try:
+                with open(out_fd, "wb", closefd=False) as out, open(err_fd, "wb", closefd=False) as err:
+                    logs.write(logs.follow(path, since=since, stop=self._log_done.is_set, interval=0.02,
+                                           sleep=self._log_done.wait), out, err)
+            except BrokenPipeError:
+                pass  # the reader went away (`corral run ... | head`): nothing more to show
         t = threading.Thread(target=copy, daemon=True)
         t.start()
         self._threads.append(t)
