@@ -2,7 +2,6 @@
 networks (`<data-root>/networks/<name>.conflist`, the default `bridge` made on first use)."""
 
 import fcntl
-import hashlib
 import ipaddress
 import json
 import os
@@ -149,6 +148,7 @@ def build(data_root, name, subnet, gateway, *, bridge=None, labels=None, net_id=
             "routes": [{"dst": "0.0.0.0/0"}]}
     if ipam_data_dir:
         ipam["dataDir"] = ipam_data_dir
+    import hashlib  # here: corral run --network none loads this module, not OpenSSL
     net_id = net_id or hashlib.sha256(f"{data_root}/{name}/{time.time_ns()}".encode()).hexdigest()
     return {
         "cniVersion": CNI_VERSION,
@@ -194,6 +194,7 @@ def ensure_default(data_root):
         return
     with _Lock(data_root):
         if not os.path.exists(path):
+            import hashlib
             subnet = ipaddress.ip_network(DEFAULT_SUBNET)
             _write(path, build(data_root, DEFAULT_NETWORK, subnet, next(subnet.hosts()), bridge=DEFAULT_BRIDGE,
                                net_id=hashlib.sha256(b"corral-default-bridge").hexdigest()))

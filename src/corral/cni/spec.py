@@ -5,12 +5,12 @@ poststop, the facts the hook needs as `corral/...` annotations, and /etc/hostnam
 
 import json
 import os
-import socket
 import sys
 
-from corral.cni import cache, conflist, etcfiles
+from corral.cni import conflist, etcfiles
 from corral.cni.errors import NetworkError
-from corral.cni.ports import check_free, parse_publish
+# socket (for host mode), corral.cni.cache and corral.cni.ports (for CNI networks and -p) are
+# imported where used: `corral run --network none` makes its spec without them
 
 HOOK = "corral-oci-hook"
 HOOK_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
@@ -37,7 +37,10 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
     published `ports` (port dicts or -p strings). Bad input raises NetworkError (a ValueError)
     with one clear line and leaves nothing behind."""
     networks = list(networks or [conflist.DEFAULT_NETWORK])
-    ports = [p if isinstance(p, dict) else parse_publish(p) for p in ports or []]
+    if ports and not all(isinstance(p, dict) for p in ports):
+        from corral.cni.ports import parse_publish
+        ports = [p if isinstance(p, dict) else parse_publish(p) for p in ports]
+    ports = list(ports or [])
     pseudo = [n for n in networks if n in conflist.PSEUDO_NETWORKS]
     if pseudo and len(networks) > 1:
         raise NetworkError(f"network {pseudo[0]} cannot be combined with other networks")
@@ -52,6 +55,7 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
     if mode == "host":
         namespaces = [n for n in namespaces if n.get("type") != "uts"]
         spec.pop("hostname", None)
+        import socket
         hostname = socket.gethostname()
         hosts = _read("/etc/hosts")
         resolv = _read(etcfiles.HOST_RESOLV_CONF) if not dns else etcfiles.resolv_text(dns)
@@ -66,6 +70,8 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
         for n in networks:
             conflist.find(data_root, n)  # an unknown network fails here, before anything is made
         # early word for ports taken now; the hook checks again at each ADD (start, restart)
+        from corral.cni import cache
+        from corral.cni.ports import check_free
         check_free(ports, cache.published(data_root, container_id))
     if mode != "host":
         path = hook_path()

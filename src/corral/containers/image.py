@@ -1,8 +1,12 @@
 """An image as the daemon holds it: its record, its platform manifest, its config, and the
 chain ID of its top layer (the committed snapshot a container's rootfs is prepared on)."""
 
-import hashlib
 import json
+
+try:
+    from _sha256 import sha256  # CPython's own; hashlib would load OpenSSL's libcrypto (~2-3 ms)
+except ImportError:  # Python 3.12+: _sha2
+    from hashlib import sha256
 
 
 class ImageNotFound(Exception):
@@ -35,7 +39,7 @@ def _is_index(media_type):
 def chain_id(diff_ids):
     chain = ""
     for d in diff_ids:
-        chain = d if not chain else "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
+        chain = d if not chain else "sha256:" + sha256(f"{chain} {d}".encode()).hexdigest()
     return chain
 
 

@@ -2,7 +2,6 @@
 resolver every command uses: a name, a full id, or a unique id prefix."""
 
 import os
-import random
 import re
 
 from corral.containers import labels as L
@@ -25,13 +24,18 @@ def new_id():
     return os.urandom(32).hex()
 
 
+def _choice(words):
+    """A random word (from os.urandom: the random module costs `corral run` its import)."""
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
+
+
 def generate_name(taken):
     for _ in range(100):
-        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NOUNS)}"
+        name = f"{_choice(_ADJECTIVES)}_{_choice(_NOUNS)}"
         if name not in taken:
             return name
     while True:
-        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NOUNS)}{random.randint(1, 9999)}"
+        name = f"{_choice(_ADJECTIVES)}_{_choice(_NOUNS)}{int.from_bytes(os.urandom(2), 'big') % 9999 + 1}"
         if name not in taken:
             return name
 
