@@ -67,11 +67,13 @@ class Client(ImageTransfers):
         return decode(self._channel.unary(path, request.SerializeToString(), md,
                                           self.timeout if timeout == 0 else timeout))
 
-    def _future(self, service, method, request):
+    def _future(self, service, method, request, timeout=None):
         """A call sent now whose answer is taken later: .result(timeout) (raises ClientError as
-        _call does, FutureTimeoutError if it has not come by then), .cancel()."""
+        _call does, FutureTimeoutError if it has not come by then), .cancel(). timeout: the
+        call's own deadline (0: the client's), as _call's."""
         path, decode = self._method(service, method)
-        return self._channel.future(path, request.SerializeToString(), self._metadata(), decode)
+        return self._channel.future(path, request.SerializeToString(), self._metadata(), decode,
+                                    self.timeout if timeout == 0 else timeout)
 
     def close(self):
         self._channel.close()
@@ -80,12 +82,14 @@ class Client(ImageTransfers):
     # until the lease goes, so a half-made container cannot lose its snapshot to a GC pass
 
     def create_lease(self, expire_seconds=3600):
+        return self._call("leases", "Create", self._lease_request(expire_seconds)).lease.id
+
+    def _lease_request(self, expire_seconds):
         import os
         import time
         pb = self._pb("leases")
         labels = {"containerd.io/gc.expire": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expire_seconds))}
-        req = pb.CreateRequest(id=f"corral-{os.urandom(8).hex()}", labels=labels)
-        return self._call("leases", "Create", req).lease.id
+        return pb.CreateRequest(id=f"corral-{os.urandom(8).hex()}", labels=labels)
 
     def delete_lease(self, lease_id):
         pb = self._pb("leases")

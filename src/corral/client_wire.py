@@ -738,10 +738,12 @@ class Channel:
             raise ClientError("INTERNAL", f"{path}: more than one answer message")
         return msg
 
-    def future(self, path, request, metadata=(), decode=bytes):
-        """Send one message now; the answer is collected with .result()."""
+    def future(self, path, request, metadata=(), decode=bytes, timeout=None):
+        """Send one message now; the answer is collected with .result(). timeout: the call's
+        deadline (seconds), past which it fails with DEADLINE_EXCEEDED; None for none."""
         c = self._connection()
-        return Future(c, c.open(path, metadata, None, request, True), decode)
+        return Future(c, c.open(path, metadata, timeout, request, True), decode,
+                      None if timeout is None else monotonic() + timeout)
 
     def stream(self, path, request, metadata=(), decode=bytes, timeout=None):
         """Send one message; iterate the answers (decoded); .cancel() ends the call."""
@@ -776,21 +778,27 @@ class Channel:
 
 
 class Future:
-    def __init__(self, conn, st, decode):
-        self._conn, self._st, self._decode = conn, st, decode
+    def __init__(self, conn, st, decode, deadline=None):
+        self._conn, self._st, self._decode, self._deadline = conn, st, decode, deadline
         self._value = None
 
     def done(self):
         return self._st.done
 
     def result(self, timeout=None):
+        """The answer; raises the call's ClientError (DEADLINE_EXCEEDED past its deadline),
+        or FutureTimeoutError when `timeout` seconds pass first (the call goes on)."""
         c, st = self._conn, self._st
         if self._value is None:
-            with c.cv:
-                ok = c.wait(lambda: st.done, None if timeout is None else monotonic() + timeout)
-            if not ok:
-                raise FutureTimeoutError()
-            msg = c.take(st)
+            wait_until = None if timeout is None else monotonic() + timeout
+            if self._deadline is not None and (wait_until is None or self._deadline <= wait_until):
+                msg = c.take(st, self._deadline)  # the call's own deadline comes first
+            else:
+                with c.cv:
+                    ok = c.wait(lambda: st.done, wait_until)
+                if not ok:
+                    raise FutureTimeoutError()
+                msg = c.take(st)
             if msg is None:
                 raise ClientError("INTERNAL", "no answer message")
             self._value = self._decode(msg)

@@ -48,16 +48,25 @@ class Images:
 
     def get(self, name):
         """The image called `name` (normalized: busybox -> docker.io/library/busybox:latest)."""
+        return self._get(name)()
+
+    def _get(self, name):
+        """Ask for the image now; the returned function gives it (or raises ImageNotFound)."""
         try:
             full = normalize(name)
         except ValueError as e:
             raise ImageNotFound(str(e)) from None
-        try:
-            return Image(self.client, self.client.image(full))
-        except _client_error() as e:
-            if e.code == "NOT_FOUND":
-                raise ImageNotFound(f"image {name} not found; pull it first (corral pull {name})") from None
-            raise
+        c = self.client
+        answer = c._future("images", "Get", c._pb("images").GetImageRequest(name=full), timeout=0)
+
+        def image():
+            try:
+                return Image(c, answer.result().image)
+            except _client_error() as e:
+                if e.code == "NOT_FOUND":
+                    raise ImageNotFound(f"image {name} not found; pull it first (corral pull {name})") from None
+                raise
+        return image
 
     def tag(self, source, target):
         img = self.get(source)
@@ -109,49 +118,62 @@ class Containers:
         opts = options or Options(**kw)
         if command is not None:
             opts.command = list(command)
-        img = self.client.images.get(image)
-        records = self._records()
-        taken = {r.labels.get(L.NAME) for r in records}
-        if name:
-            try:
-                names.check_name(name)
-            except names.ResolveError as e:
-                raise ContainerError(str(e)) from None
-            if name in taken:
+        # the image, the containers (their names) and a lease are asked for at once: three
+        # calls in flight on the connection, one round trip. What is made from here on is
+        # under the lease until the record (which then references the snapshot) exists, so
+        # the daemon's garbage collection cannot take the snapshot in between.
+        c = self.client
+        image_of = Images(c)._get(image)
+        listed = c._future("containers", "List", c._pb("containers").ListContainersRequest(), timeout=0)
+        leased_f = c._future("leases", "Create", c._lease_request(600), timeout=0)
+        try:
+            img = image_of()
+            if name:
+                try:
+                    names.check_name(name)
+                except names.ResolveError as e:
+                    raise ContainerError(str(e)) from None
+            records = listed.result().containers
+            taken = {r.labels.get(L.NAME) for r in records}
+            if not name:
+                name = names.generate_name(taken)
+            elif name in taken:
                 other = [r.id for r in records if r.labels.get(L.NAME) == name][0]
                 raise ContainerError(f"the container name {name!r} is already in use by container {other[:12]}; "
                                      "remove it or choose another name")
-        else:
-            name = names.generate_name(taken)
-        restart = restart or "no"
-        check_restart(restart)
-        cid = names.new_id()
-        ns = self.client.namespace
-        cdir = os.path.join(self.data_root, "containers", ns, cid)
-        log_path = os.path.join(cdir, f"{cid}-json.log")
-        max_size, max_file = _log_opts(log_opts or {})
-        log_uri = f"jsonfile://{log_path}?max-size={max_size}&max-file={max_file}"
-        labels = dict(opts.labels)
-        labels.update({L.NAME: name, L.CREATED_BY: "corral", L.LOG_URI: log_uri,
-                       L.HOSTNAME: opts.hostname or cid[:12],
-                       L.NETWORKS: json.dumps([opts.network]), L.PORTS: json.dumps(opts.ports),
-                       L.PLATFORM: f"{img.config().get('os', 'linux')}/{img.config().get('architecture', '')}"})
-        stop_signal = (img.config().get("config") or {}).get("StopSignal")
-        if stop_signal:
-            parse_signal(stop_signal)  # a bad one is refused now, not at stop
-            labels[L.STOP_SIGNAL] = stop_signal
-        if opts.tty:
-            labels[L.TTY] = "1"
-        if opts.stdin_open:
-            labels[L.STDIN_OPEN] = "1"
-        if restart != "no":
-            labels[L.RESTART_POLICY] = restart  # restart.status is set by start: never started = absent
-            labels[L.RESTART_LOGURI] = log_uri
-        opts.labels = dict(opts.labels, **{L.NAME: name})
+            restart = restart or "no"
+            check_restart(restart)
+            lease = leased_f.result().lease.id
+            cid = names.new_id()
+            ns = self.client.namespace
+            cdir = os.path.join(self.data_root, "containers", ns, cid)
+            log_path = os.path.join(cdir, f"{cid}-json.log")
+            max_size, max_file = _log_opts(log_opts or {})
+            log_uri = f"jsonfile://{log_path}?max-size={max_size}&max-file={max_file}"
+            labels = dict(opts.labels)
+            labels.update({L.NAME: name, L.CREATED_BY: "corral", L.LOG_URI: log_uri,
+                           L.HOSTNAME: opts.hostname or cid[:12],
+                           L.NETWORKS: json.dumps([opts.network]), L.PORTS: json.dumps(opts.ports),
+                           L.PLATFORM: f"{img.config().get('os', 'linux')}/{img.config().get('architecture', '')}"})
+            stop_signal = (img.config().get("config") or {}).get("StopSignal")
+            if stop_signal:
+                parse_signal(stop_signal)  # a bad one is refused now, not at stop
+                labels[L.STOP_SIGNAL] = stop_signal
+            if opts.tty:
+                labels[L.TTY] = "1"
+            if opts.stdin_open:
+                labels[L.STDIN_OPEN] = "1"
+            if restart != "no":
+                labels[L.RESTART_POLICY] = restart  # restart.status is set by start: never started = absent
+                labels[L.RESTART_LOGURI] = log_uri
+            opts.labels = dict(opts.labels, **{L.NAME: name})
+        except BaseException:
+            try:
+                _ignore(c.delete_lease, leased_f.result().lease.id)
+            except Exception:
+                pass
+            raise
         made_snapshot = made_dir = made_record = False
-        # under a lease until the record (which then references the snapshot) exists, so the
-        # daemon's garbage collection cannot take the snapshot in between
-        lease = self.client.create_lease(expire_seconds=600)
         leased = self.client.with_lease(lease)
         try:
             mounts = leased.prepare_snapshot(cid, img.chain_id(), SNAPSHOTTER)
@@ -174,9 +196,11 @@ class Containers:
                 _ignore(self.client.remove_snapshot, cid, SNAPSHOTTER)
             if made_dir:
                 remove_tree(cdir)
-            raise
-        finally:
             _ignore(self.client.delete_lease, lease)
+            raise
+        # the lease is not needed any more: its deletion is sent and not waited for (it
+        # expires anyway; a failure was ignored before too)
+        self.client._future("leases", "Delete", self.client._pb("leases").DeleteRequest(id=lease), timeout=0)
         return Container(self.client, rec, self.data_root, False)
 
     def run(self, image, command=None, **kw):
@@ -496,13 +520,13 @@ class Container:
         # the record and the snapshot are asked to go at once (two calls in flight on the one
         # connection; the snapshot does not depend on the record), the files go meanwhile
         c = self.client
-        record = c._future("containers", "Delete", c._pb("containers").DeleteContainerRequest(id=self.id))
+        record = c._future("containers", "Delete", c._pb("containers").DeleteContainerRequest(id=self.id), timeout=0)
         snapshot = c._future("snapshots", "Remove", c._pb("snapshots").RemoveSnapshotRequest(
-            snapshotter=self.record.snapshotter or SNAPSHOTTER, key=self.id))
+            snapshotter=self.record.snapshotter or SNAPSHOTTER, key=self.id), timeout=0)
         remove_tree(self.dir)
         try:
-            _ignore(snapshot.result, c.timeout)
-            record.result(c.timeout)
+            _ignore(snapshot.result)
+            record.result()
         except _client_error() as e:
             if e.code != "NOT_FOUND":
                 raise
