@@ -41,6 +41,7 @@ LOAD_TIMEOUT = 5  # per shim at start-up: a shim silent this long is left to the
 LOAD_WAIT = 2  # start-up waits this long for the probes, then serves; the rest go on behind
 RETRY_MAX = 10  # seconds between reconnection attempts to an unresponsive shim, at most
 EXIT_FILE = "exit"
+OWN_RUNTIME = "io.containerd.corral.v2"  # started in-process (see _start_own_shim)
 
 
 def shim_binary(runtime):
@@ -274,6 +275,30 @@ class RuntimeV2:
     def _start_shim(self, ns, cid, runtime, bundle, options):
         binary = shim_binary(runtime)
         stdin = options.SerializeToString() if options is not None and options.type_url else b""
+        address = self._start_own_shim(ns, cid, runtime, bundle, stdin) if runtime == OWN_RUNTIME else None
+        if address is None:
+            address = self._exec_shim_start(binary, ns, cid, runtime, bundle, stdin)
+        with open(os.path.join(bundle, "runtime"), "w") as f:
+            f.write(runtime)
+        return address
+
+    def _start_own_shim(self, ns, cid, runtime, bundle, stdin):
+        """corral's shim without exec'ing its `start` (sh, an interpreter and imports: ~30 ms a
+        container): the same work done here, the server forked by the shim's zygote. None when
+        the zygote cannot serve (switched off, or it did not start): the caller execs `start`."""
+        from corral.shim.main import Flags
+        from corral.shim.start import start_server
+
+        flags = Flags()
+        flags.namespace, flags.address, flags.id, flags.action = ns, self.grpc_address, cid, "start"
+        flags.publish_binary = os.path.join(os.path.dirname(sys.executable), "corrald")
+        try:
+            return start_server(flags, bundle, stdin, self._shim_env(ns), fork=False)
+        except Exception as e:
+            log.warning("starting the shim of %s/%s through its zygote failed (%s); running its start", ns, cid, e)
+            return None
+
+    def _exec_shim_start(self, binary, ns, cid, runtime, bundle, stdin):
         try:
             res = subprocess.run(self._shim_command(binary, ns, cid, "start"), cwd=bundle, input=stdin,
                                  capture_output=True, timeout=self.start_timeout, env=self._shim_env(ns))
@@ -285,8 +310,6 @@ class RuntimeV2:
         address = res.stdout.decode().strip()
         if not address:
             raise FailedPrecondition(f"runtime {runtime}: shim start for {cid} printed no address")
-        with open(os.path.join(bundle, "runtime"), "w") as f:
-            f.write(runtime)
         return address
 
     def _shim_delete(self, ns, cid, runtime, bundle):

@@ -80,19 +80,28 @@ def _write_file(path, text):
 
 
 def start(flags):
-    import fcntl
-
     bundle = os.getcwd()
-    cid = flags.id
-    if not cid:
+    if not flags.id:
         print("containerd-shim-corral-v2 start: -id is required", file=sys.stderr)
         return 1
     try:
         opts = sys.stdin.buffer.read()
     except (OSError, ValueError):
         opts = b""
+    address = start_server(flags, bundle, opts, dict(os.environ))
+    print(address, end="")
+    return 0
+
+
+def start_server(flags, bundle, opts, env, fork=True):
+    """`start`'s work: save the options, then reuse the group's live server or have one started
+    (by the zygote, else forked here when `fork`); its address, or None when the zygote could not
+    start it and `fork` is false (a daemon calling this in-process then execs `start` instead)."""
+    import fcntl
+
     from corral.shim.options import save_raw
 
+    cid = flags.id
     save_raw(bundle, opts)
     group = group_of(bundle, cid, flags.namespace)
     path = socket_path(flags.address, flags.namespace, group)
@@ -104,30 +113,33 @@ def start(flags):
             _write_file(os.path.join(bundle, "address"), "unix://" + path)
             with open(path + ".pid") as f:
                 _write_file(os.path.join(bundle, "shim.pid"), f.read())
-            print("unix://" + path, end="")
-            return 0
+            return "unix://" + path
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
         sock = unix_socket()
-        old = os.umask(0o177)
         try:
-            sock.bind(path)
+            old = os.umask(0o177)
+            try:
+                sock.bind(path)
+            finally:
+                os.umask(old)
+            sock.listen(128)
+            pid = _via_zygote(flags, sock, path, group, bundle, env, reap=not fork)
+            if pid is None:
+                if not fork:
+                    os.unlink(path)
+                    return None
+                pid = _spawn_server(flags, sock, path, group, bundle, lock)
         finally:
-            os.umask(old)
-        sock.listen(128)
-        pid = _via_zygote(flags, sock, path, group, bundle)
-        if pid is None:
-            pid = _spawn_server(flags, sock, path, group, bundle, lock)
-        sock.close()
+            sock.close()
         _write_file(path + ".pid", str(pid))
         _write_file(os.path.join(bundle, "shim.pid"), str(pid))
         _write_file(os.path.join(bundle, "address"), "unix://" + path)
     finally:
         os.close(lock)
-    print("unix://" + path, end="")
-    return 0
+    return "unix://" + path
 
 
 class QuietStderr:
@@ -157,19 +169,20 @@ def _open_log(bundle):
         return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
-def _via_zygote(flags, sock, path, group, bundle):
+def _via_zygote(flags, sock, path, group, bundle, env, reap=False):
     """Have the address's zygote fork the server (see zygote.py); None if there is no zygote,
-    in which case one is launched for the next container."""
-    if os.environ.get("CORRAL_SHIM_ZYGOTE", "1") == "0":
+    in which case one is launched for the next container (reap: by a thread of ours, for a
+    long-lived caller)."""
+    if env.get("CORRAL_SHIM_ZYGOTE", "1") == "0":
         return None
     from corral.shim import zygote
 
     log = _open_log(bundle)
     try:
         params = {"flags": {k: v for k, v in vars(flags).items()}, "path": path, "group": group,
-                  "env": dict(os.environ)}
+                  "env": env}
         pid = zygote.request(flags.address, sock, log, params)
-        if pid is None and zygote.launch(flags.address, timeout=3.0):
+        if pid is None and zygote.launch(flags.address, timeout=3.0, reap=reap):
             # the first container of this daemon waits for the zygote (it takes about as long
             # as a server of our own would to import), so that every server shares its pages
             pid = zygote.request(flags.address, sock, log, params)

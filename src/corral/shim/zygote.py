@@ -46,9 +46,10 @@ def request(address, sock, log_fd, params, timeout=2.0):
         conn.close()
 
 
-def launch(address, timeout):
+def launch(address, timeout, reap=False):
     """Start a zygote for `address` (it exits at once if one runs already); True once its
-    socket accepts connections, False if that takes longer than timeout seconds."""
+    socket accepts connections, False if that takes longer than timeout seconds. reap: a
+    thread waits for it (the caller lives on, the zygote must not stay a zombie of it)."""
     import socket
     import subprocess
     import time
@@ -56,6 +57,10 @@ def launch(address, timeout):
     proc = subprocess.Popen([sys.executable, "-m", "corral.shim.zygote", address], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
                      cwd="/")
+    if reap:
+        import threading
+
+        threading.Thread(target=proc.wait, name="zygote-reaper", daemon=True).start()
     path = zygote_path(address)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
