@@ -63,7 +63,9 @@ def run_attached(c, stdin=False, tty=False, remove=False):
 
 
 def _follow(c, io, stdin, tty, close_stdin, kill, resize, wait):
+    import gc
     from corral.containers.stdio import RawTerminal
+    gc.enable()  # the container may run for long (corral.cli.main turned it off for the set-up)
     previous = {}
 
     def forward(signum, frame):

@@ -243,6 +243,11 @@ def _main(argv):
         module = importlib.import_module(f"corral.cli.commands.{module_name}")
         opts = recorder = None
         if getattr(module, "QUICK", False):  # a latency path: plain command lines skip argparse
+            # and the cyclic GC stays off while the command imports and sets up (protobuf's
+            # import alone made it run dozens of times: ~3 ms); corral.cli.attach turns it back
+            # on before a long wait
+            import gc
+            gc.disable()
             from corral.cli import quickparse
             recorder = quickparse.Recorder()
             module.configure(recorder)
