@@ -176,16 +176,21 @@ class Containers:
         made_snapshot = made_dir = made_record = False
         leased = self.client.with_lease(lease)
         try:
-            mounts = leased.prepare_snapshot(cid, img.chain_id(), SNAPSHOTTER)
-            made_snapshot = True
+            # the snapshot is prepared while the spec is made (it needs the rootfs only to look
+            # a user up); the record is made once both are there
+            pb = self.client._pb("snapshots")
+            prepared = leased._future("snapshots", "Prepare", pb.PrepareSnapshotRequest(
+                snapshotter=SNAPSHOTTER, key=cid, parent=img.chain_id()), timeout=0)
+            made_snapshot = True  # asked for: removed on failure (not there: ignored)
             os.makedirs(cdir, mode=0o700)
             made_dir = True
             vol_mounts, vol_label = _volume_mounts(opts, self.data_root, ns)
             if vol_label:
                 labels[L.VOLUMES] = json.dumps(vol_label)
             spec = specmod.build(image_config=img.config(), opts=opts, container_id=cid, namespace=ns,
-                                 rootfs_dirs=specmod.lookup_dirs(mounts), data_root=self.data_root,
-                                 volume_mounts=vol_mounts)
+                                 rootfs_dirs=lambda: specmod.lookup_dirs(prepared.result().mounts),
+                                 data_root=self.data_root, volume_mounts=vol_mounts)
+            prepared.result()
             rec = self.client.create_container(cid, spec, runtime=RUNTIME, image=img.name, snapshotter=SNAPSHOTTER,
                                                snapshot_key=cid, labels=labels)
             made_record = True
@@ -193,6 +198,7 @@ class Containers:
             if made_record:
                 _ignore(self.client.delete_container, cid)
             if made_snapshot:
+                _ignore(prepared.result)  # settled first, so the removal cannot come before it
                 _ignore(self.client.remove_snapshot, cid, SNAPSHOTTER)
             if made_dir:
                 remove_tree(cdir)

@@ -364,7 +364,9 @@ def lookup_dirs(mounts):
 
 def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_root="", volume_mounts=()):
     """The spec dict. volume_mounts: the OCI mounts of opts.mounts, resolved by
-    corral.volumes.mount_for (named volumes made, bind sources checked)."""
+    corral.volumes.mount_for (named volumes made, bind sources checked). rootfs_dirs: the
+    rootfs's directories (lookup_dirs), or a function giving them, called only when a user
+    name must be looked up in the image's /etc/passwd."""
     from corral.oci.specgen import MASKED_PATHS, READONLY_PATHS, default_spec
 
     cfg = image_config.get("config") or {}
@@ -378,7 +380,7 @@ def build(*, image_config, opts, container_id, namespace, rootfs_dirs=(), data_r
     proc["cwd"] = workdir
     user = opts.user or cfg.get("User") or ""
     if user:
-        uid, gid, extra = resolve_user(user, rootfs_dirs)
+        uid, gid, extra = resolve_user(user, rootfs_dirs() if callable(rootfs_dirs) else rootfs_dirs)
         proc["user"] = {"uid": uid, "gid": gid}
         if extra:
             proc["user"]["additionalGids"] = extra
