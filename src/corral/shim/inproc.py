@@ -16,7 +16,7 @@ BINARY = "corral-runc"
 # each forked runtime call) shares them instead of importing them again
 MODULES = (
     "argparse", "json", "shutil", "select", "resource", "fnmatch",
-    "corral.oci.cli", "corral.oci.container", "corral.oci.init", "corral.oci.log",
+    "corral.oci.cli", "corral.oci.quickargs", "corral.oci.container", "corral.oci.init", "corral.oci.log",
     "corral.oci.spec", "corral.oci.state", "corral.oci.errors",
     "corral.oci.commands.create", "corral.oci.commands.start", "corral.oci.commands.delete",
     "corral.oci.commands.kill", "corral.oci.commands.state", "corral.oci.commands.exec",

@@ -63,13 +63,31 @@ class Reaper:
             del self.unclaimed[pid]
 
 
-async def _read_all(loop, pipe):
-    reader = asyncio.StreamReader(loop=loop)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    try:
-        return await reader.read()
-    finally:
-        transport.close()
+def _read_pipe(loop, f):
+    """A future of everything f (a pipe) gives until EOF, read by a plain reader callback (no
+    transport and stream per pipe: runtime calls have two each, on the task path)."""
+    fut = loop.create_future()
+    fd = f.fileno()
+    os.set_blocking(fd, False)
+    chunks = []
+
+    def readable():
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            chunks.append(data)
+            return
+        loop.remove_reader(fd)
+        f.close()
+        if not fut.done():
+            fut.set_result(b"".join(chunks))
+
+    loop.add_reader(fd, readable)
+    return fut
 
 
 async def wait_readable(loop, fd, timeout):
@@ -100,10 +118,12 @@ async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, st
     for name in ("stdout", "stderr"):
         f = getattr(proc, name)
         if f is not None:
-            pipes[name] = loop.create_task(_read_all(loop, f))
+            pipes[name] = _read_pipe(loop, f)
     try:
-        status, _ = await asyncio.wait_for(exited, timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):  # no wait_for: one loop step less after the exit
+            status, _ = await exited
+    except TimeoutError:
+        exited = reaper.wait(proc.pid)  # the timeout cancelled the first one
         try:
             os.kill(proc.pid, signal.SIGKILL)
         except ProcessLookupError:

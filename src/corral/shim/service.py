@@ -161,11 +161,12 @@ class TaskService:
         self.loop.create_task(self._report_exit(c, proc))
 
     async def _report_exit(self, c, proc):
-        try:
-            await asyncio.wait_for(proc.started.wait(), 30)
-        except asyncio.TimeoutError:
-            pass
-        if proc.io is not None:
+        if not proc.started.is_set():
+            try:
+                await asyncio.wait_for(proc.started.wait(), 30)
+            except asyncio.TimeoutError:
+                pass
+        if proc.io is not None and not proc.io.done.is_set():
             try:
                 await asyncio.wait_for(proc.io.done.wait(), 2)
             except asyncio.TimeoutError:

@@ -245,7 +245,10 @@ class Server:
         try:
             message = request_cls.FromString(req.payload)
             if timeout:
-                result = await asyncio.wait_for(handler(ctx, message), timeout)
+                # in this task (wait_for would run the handler in a task of its own): the reply
+                # goes out in the same step the handler returns, before the work it scheduled
+                async with asyncio.timeout(timeout):
+                    result = await handler(ctx, message)
             else:
                 result = await handler(ctx, message)
             out = Response(payload=result.SerializeToString())
