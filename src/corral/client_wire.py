@@ -473,7 +473,7 @@ class _Connection:
             data = err = None
             try:
                 data = self._recv(remaining)
-            except OSError as e:
+            except (OSError, ValueError) as e:  # ValueError: select() on a socket closed meanwhile
                 err = e
             finally:
                 self.cv.acquire()
@@ -481,7 +481,7 @@ class _Connection:
             try:
                 if err is not None or data == b"":
                     self._die(ClientError("UNAVAILABLE", "corrald closed the connection"
-                                          + (f": {err.strerror or err}" if err is not None else "")))
+                                          + (f": {getattr(err, 'strerror', None) or err}" if err is not None else "")))
                 elif data:
                     self._feed(data)
             except ValueError as e:  # a protocol error from the peer

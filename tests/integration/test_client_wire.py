@@ -238,3 +238,23 @@ def test_no_server():
         with pytest.raises(ClientError) as e:
             c.version()
         assert e.value.code == "UNAVAILABLE" and "No such file or directory" in e.value.message
+
+
+def test_close_ends_a_waiting_stream(server):
+    """close() from another thread ends an iteration blocked on the socket with a ClientError."""
+    c = Client(server.sock)
+    sub = c.subscribe()
+    got = []
+
+    def reader():
+        try:
+            for _ in sub:
+                pass
+        except ClientError as e:
+            got.append(e)
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.3)
+    c.close()
+    t.join(5)
+    assert not t.is_alive() and got and got[0].code in ("CANCELLED", "UNAVAILABLE")
