@@ -61,7 +61,74 @@ def _remove_socket(path):
             pass
 
 
-async def _main(flags, sock, path, group):
+SPARE_NAME = b"corral-spare"  # comm of a spare server that has no socket (no container) yet
+
+
+def serve_spare(chan, take_job):
+    """A spare server, forked by the zygote ahead of need: it makes its event loop and reaper
+    now, then waits on `chan` (a SOCK_SEQPACKET socket) for a job, the same parameters and fds
+    (socket, log) a freshly forked server gets; take_job(data, fds) applies them and returns
+    (flags, sock, path, group). When its zygote goes away first, it exits."""
+    sys.modules.setdefault("ssl", None)
+    import asyncio
+
+    from corral.oci.linux import syscalls as sc
+
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    set_name(SPARE_NAME)
+    one_malloc_arena()
+    path = None
+
+    async def main():
+        nonlocal path
+        from corral.shim.reaper import Reaper
+
+        loop = asyncio.get_running_loop()
+        reaper = Reaper(loop)
+        job = await _receive_job(loop, chan)
+        if job is None:
+            return
+        flags, sock, path, group = take_job(*job)
+        set_name(PROCESS_NAME)
+        await _main(flags, sock, path, group, reaper)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if path:
+            _remove_socket(path)
+    return 0
+
+
+async def _receive_job(loop, chan):
+    """(data, [fds]) of the one message the zygote sends, or None at EOF."""
+    import array
+    import socket
+
+    fut = loop.create_future()
+    loop.add_reader(chan.fileno(), lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(chan.fileno())
+    fds = array.array("i")
+    try:
+        data, ancdata, _, _ = chan.recvmsg(1 << 20, socket.CMSG_SPACE(2 * fds.itemsize))
+    except OSError:
+        return None
+    finally:
+        chan.close()
+    for level, ctype, cdata in ancdata:
+        if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
+            fds.frombytes(cdata[:len(cdata) - len(cdata) % fds.itemsize])
+    if not data or len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return data, list(fds)
+
+
+async def _main(flags, sock, path, group, reaper=None):
     import asyncio
     import signal
 
@@ -73,7 +140,8 @@ async def _main(flags, sock, path, group):
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    reaper = Reaper(loop)
+    if reaper is None:
+        reaper = Reaper(loop)
     publisher = Publisher(os.environ.get("TTRPC_ADDRESS", ""), flags.namespace)
 
     def on_empty():
