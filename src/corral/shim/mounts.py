@@ -38,10 +38,11 @@ def is_mount_point(path):
 
 
 def unmount_rootfs(rootfs):
-    """Unmount everything stacked on rootfs (nothing if it is not a mount point)."""
+    """Unmount everything stacked on rootfs (nothing if it is not a mount point); True if
+    nothing is mounted there any more."""
     for _ in range(16):
         if not is_mount_point(rootfs):
-            return
+            return True
         from corral.oci.linux import syscalls as sc
 
         try:
@@ -50,4 +51,5 @@ def unmount_rootfs(rootfs):
             try:
                 sc.umount2(rootfs, sc.MNT_DETACH)
             except OSError:
-                return
+                return False
+    return not is_mount_point(rootfs)

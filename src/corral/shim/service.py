@@ -41,6 +41,7 @@ class Container:
         self.init = init
         self.execs = {}
         self.rootfs_mounted = False
+        self.poststop_hooks = True  # until Create has read the config
 
     def process(self, exec_id):
         if not exec_id:
@@ -107,6 +108,11 @@ class TaskService:
         options.save_resolved(req.bundle, runtime.binary, runtime.root)
         init = Process("", req.stdin, req.stdout, req.stderr, req.terminal)
         c = Container(req.id, req.bundle, runtime, init)
+        try:
+            with open(os.path.join(req.bundle, "config.json"), "rb") as f:
+                c.poststop_hooks = b'"poststop"' in f.read()
+        except OSError:
+            pass
         self.containers[req.id] = c  # reserve the id while we await
         rootfs = os.path.join(req.bundle, "rootfs")
         try:
@@ -245,8 +251,17 @@ class TaskService:
             return resp
         if proc.status == CREATED:
             proc.started.set()  # it never will be: let its exit be reported at once
+        rootfs = os.path.join(c.bundle, "rootfs")
+        deleting = c.runtime.delete(c.id, force=proc.status == CREATED)
         try:
-            await c.runtime.delete(c.id, force=proc.status == CREATED)
+            if proc.status == STOPPED and c.rootfs_mounted and not c.poststop_hooks:
+                # the runtime's delete (a forked child, on another core) and the unmount of the
+                # rootfs in our mount namespace (~2 ms) overlap; only poststop hooks, which run
+                # in that delete, might still look at the rootfs
+                deleting = self.loop.create_task(deleting)
+                await asyncio.sleep(0)  # the task forks the runtime call
+                mounts.unmount_rootfs(rootfs)
+            await deleting
         except TtrpcError as e:
             if "not exist" not in e.message and "not found" not in e.message:
                 raise
@@ -263,10 +278,7 @@ class TaskService:
         if proc.io:
             proc.io.close()
         self.oom.remove(c.id)
-        rootfs = os.path.join(c.bundle, "rootfs")
-        if c.rootfs_mounted:
-            mounts.unmount_rootfs(rootfs)
-        if not c.rootfs_mounted or not mounts.is_mount_point(rootfs):
+        if not c.rootfs_mounted or mounts.unmount_rootfs(rootfs):
             from corral.shim.start import note_clean_delete
 
             note_clean_delete(c.bundle)
