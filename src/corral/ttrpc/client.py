@@ -171,7 +171,11 @@ class Client:
         try:
             self._writer.write(frame)
             await self._writer.drain()
-            resp = await asyncio.wait_for(fut, timeout) if timeout else await fut
+            if timeout:
+                async with asyncio.timeout(timeout):  # wait_for: one more loop step per answer
+                    resp = await fut
+            else:
+                resp = await fut
         except asyncio.TimeoutError:
             raise TtrpcError(DEADLINE_EXCEEDED, f"{service}/{method}: deadline exceeded") from None
         except (ConnectionError, OSError) as e:
