@@ -1,34 +1,31 @@
 """process.rlimits: check them in the parent, set them in the container's init."""
 
-import resource
+import os
 
 from corral.oci.errors import RuntimeFailure
 
+# the resource numbers of <sys/resource.h> on Linux (x86, arm, riscv, ...), as the resource
+# module has them: set through prlimit(2) in libc, so no extension module is loaded for it
 TYPES = {
-    "RLIMIT_CPU": resource.RLIMIT_CPU,
-    "RLIMIT_FSIZE": resource.RLIMIT_FSIZE,
-    "RLIMIT_DATA": resource.RLIMIT_DATA,
-    "RLIMIT_STACK": resource.RLIMIT_STACK,
-    "RLIMIT_CORE": resource.RLIMIT_CORE,
-    "RLIMIT_RSS": resource.RLIMIT_RSS,
-    "RLIMIT_NPROC": resource.RLIMIT_NPROC,
-    "RLIMIT_NOFILE": resource.RLIMIT_NOFILE,
-    "RLIMIT_MEMLOCK": resource.RLIMIT_MEMLOCK,
-    "RLIMIT_AS": resource.RLIMIT_AS,
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
     "RLIMIT_LOCKS": 10,
-    "RLIMIT_SIGPENDING": resource.RLIMIT_SIGPENDING,
-    "RLIMIT_MSGQUEUE": resource.RLIMIT_MSGQUEUE,
-    "RLIMIT_NICE": resource.RLIMIT_NICE,
-    "RLIMIT_RTPRIO": resource.RLIMIT_RTPRIO,
-    "RLIMIT_RTTIME": resource.RLIMIT_RTTIME,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
 }
 
-_UNLIMITED = 2 ** 64 - 1
-
-
-def _value(v):
-    # config.json says "unlimited" with the all-ones uint64; Python calls it RLIM_INFINITY
-    return resource.RLIM_INFINITY if v >= _UNLIMITED else v
+_UNLIMITED = 2 ** 64 - 1  # config.json's "unlimited", the kernel's RLIM_INFINITY
 
 
 def validate(rlimits):
@@ -56,11 +53,28 @@ def validate(rlimits):
                                  "soft must not exceed hard")
 
 
+_rlimit = []  # the struct rlimit type, made on first use
+
+
+def _set(kind, soft, hard):
+    """setrlimit(2) of this process, through prlimit(2); OSError on failure."""
+    from corral.oci.linux import cabi as ctypes
+    from corral.oci.linux import syscalls
+
+    if not _rlimit:
+        class Rlimit(ctypes.Structure):
+            _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+        _rlimit.append(Rlimit)
+    if syscalls.libc().prlimit(0, kind, ctypes.byref(_rlimit[0](soft, hard)), None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def apply(rlimits):
     for rl in rlimits or ():
         kind = rl["type"]
         try:
-            resource.setrlimit(TYPES[kind], (_value(rl["soft"]), _value(rl["hard"])))
+            _set(TYPES[kind], rl["soft"], rl["hard"])
         except (OSError, ValueError) as e:
             reason = getattr(e, "strerror", None) or str(e)
             raise RuntimeFailure(f"setting rlimit {kind} to soft {rl['soft']} hard {rl['hard']} "
