@@ -2,8 +2,10 @@
 containerd 1.6, same shim (io.containerd.runc.v2 by default), interleaved runs.
 
 Usage: .venv/bin/python bench/daemon_run.py [-n RUNS] [--runtime io.containerd.runc.v2]
+                                           [--corrald-runtime io.containerd.corral.v2]
 Prints the median wall time against each daemon and the ratio corrald/containerd
-(target: <= 0.8).
+(target: <= 0.8). --corrald-runtime: corrald runs that shim instead (each daemon with its own
+stack: corrald with corral's shim, containerd with its runc shim).
 """
 
 import argparse
@@ -38,24 +40,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("-n", "--runs", type=int, default=20)
     ap.add_argument("--runtime", default="io.containerd.runc.v2")
+    ap.add_argument("--corrald-runtime", default=None, help="corrald's runtime, if not --runtime")
     args = ap.parse_args()
+    runtimes = {"corrald": args.corrald_runtime or args.runtime, "containerd": args.runtime}
     ours, theirs = Corrald(log_level="warning"), Containerd()  # both log at warning level
     try:
         ours.start()
         theirs.start()
         archive = os.path.join(ours.dir, "busybox.tar")
         make_oci_archive(archive, IMAGE)
-        for d in (ours, theirs):
+        for name, d in (("corrald", ours), ("containerd", theirs)):
             d.ctr("images", "import", archive)
             for i in range(3):  # warm caches
-                run_once(d, args.runtime, f"warm{i}")
+                run_once(d, runtimes[name], f"warm{i}")
         samples = {"corrald": [], "containerd": []}
         for i in range(args.runs):
-            samples["corrald"].append(run_once(ours, args.runtime, f"c{i}"))
-            samples["containerd"].append(run_once(theirs, args.runtime, f"d{i}"))
+            order = [("corrald", ours), ("containerd", theirs)]
+            for name, d in order if i % 2 == 0 else order[::-1]:  # each goes first half the time
+                samples[name].append(run_once(d, runtimes[name], f"{name[:4]}{i}"))
         med = {k: statistics.median(v) for k, v in samples.items()}
         for k, v in med.items():
-            print(f"{k:11s} median {v * 1000:7.1f} ms over {args.runs} runs ({args.runtime})")
+            print(f"{k:11s} median {v * 1000:7.1f} ms over {args.runs} runs ({runtimes[k]})")
         print(f"corrald/containerd = {med['corrald'] / med['containerd']:.2f}")
     finally:
         ours.cleanup()
