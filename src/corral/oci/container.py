@@ -270,8 +270,6 @@ def _expect(msg, kind, pid):
 
 def start(ctx, container_id, c=None):
     """c: the Container as create() returned it (`run`), instead of reading its state again."""
-    import select
-
     if c is None:
         c = statelib.load(ctx, container_id)
     status = c.status()
@@ -282,6 +280,7 @@ def start(ctx, container_id, c=None):
     except FileNotFoundError:
         raise RuntimeFailure(f"cannot start container {container_id}: it was already started") from None
     try:
+        import select  # after the open, which lets init go on: its import overlaps init's exec
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while not poller.poll(50):
