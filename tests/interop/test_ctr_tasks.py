@@ -146,10 +146,22 @@ def _stored_state(d, cid, lease):
             parts = line.split()
             out.append(tuple(parts[:keep]) + (tuple(sorted(parts[-1].split(","))),))
         return sorted(out)
+    images = labelled("images", "ls", keep=6)  # REF TYPE DIGEST SIZE (2 words) PLATFORMS
+    content = labelled("content", "ls", keep=2)  # DIGEST SIZE
+    # content nothing references (the index blob `ctr images import` leaves) is garbage the
+    # collector may take at any time, a restart included: compare what the images reach
+    refs = {c[0]: [label.split("=", 1)[1] for label in c[2] if label.startswith("containerd.io/gc.ref.content")]
+            for c in content}
+    reached, todo = set(), [image[2] for image in images]
+    while todo:
+        digest = todo.pop()
+        if digest not in reached:
+            reached.add(digest)
+            todo.extend(refs.get(digest, []))
     return {
-        "images": labelled("images", "ls", keep=6),  # REF TYPE DIGEST SIZE (2 words) PLATFORMS
+        "images": images,
         "snapshots": lines("snapshots", "ls"),
-        "content": labelled("content", "ls", keep=2),  # DIGEST SIZE
+        "content": [c for c in content if c[0] in reached],
         "leases": [l for l in lines("leases", "ls") if l.startswith(lease)],
         "container info": d.ctr("containers", "info", cid).stdout,  # labels, spec, snapshot key
     }
@@ -170,6 +182,7 @@ def test_containers_survive_daemon_restart(daemon, how):
         daemon.ctr("leases", "create", "--id", lease, "--expires", "0", f"test.lease={how}")
         before = _stored_state(daemon, cid, lease)
         assert before["leases"] and f'"test.restart": "{how}"' in before["container info"]
+        assert len(before["content"]) >= 3  # the image's manifest, config and layer at least
         assert any(f"test.restart.{cid}=kept" in image[-1] for image in before["images"])
         daemon.stop(getattr(signal, how))
         time.sleep(1.5)  # `quick` exits while the daemon is down (its shim keeps the status)
