@@ -68,7 +68,8 @@ class Corrald:
         return rc
 
     def shim_pids(self):
-        """PIDs of shims started for this daemon (their command line names our socket)."""
+        """PIDs of shims started for this daemon (their command line names our socket): exec'd
+        shims, and the zygote with the servers it forked (they keep the zygote's command line)."""
         pids = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -78,7 +79,7 @@ class Corrald:
                     args = f.read().split(b"\0")
             except OSError:
                 continue
-            if self.sock.encode() in args and any(b"containerd-shim" in a for a in args[:1]):
+            if self.sock.encode() in args and (b"containerd-shim" in args[0] or b"corral.shim.zygote" in args):
                 pids.append(int(pid))
         return pids
 
