@@ -68,9 +68,20 @@ def warn(ctx, msg):
         sys.stderr.write(f"corral-runc: warning: {msg}\n")
 
 
-def _validate_parts(spec, bundle):
+# seccomp programs built for earlier containers, by their full config (security.validate):
+# a name no container ID can take
+SECCOMP_CACHE = "@seccomp-cache"
+
+
+def seccomp_cache(root):
+    """The runtime root's cache of seccomp programs, or None before the root exists (the
+    cache is not what should make it, with other permissions than create's)."""
+    return os.path.join(root, SECCOMP_CACHE) if os.path.isdir(root) else None
+
+
+def _validate_parts(spec, bundle, cache_dir=None):
     from corral.oci.linux import security
-    security.validate(spec)
+    security.validate(spec, cache_dir)
     from corral.oci.linux import cgroups, rootfs
     rootfs.validate(spec, bundle)
     cgroups.validate((spec.get("linux") or {}).get("resources") or {})
@@ -119,7 +130,7 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
     import _socket  # the C module: `socket` costs milliseconds of enum set-up
 
     spec, bundle, rootfs = speclib.load(bundle)
-    _validate_parts(spec, bundle)
+    _validate_parts(spec, bundle, seccomp_cache(ctx.root) if (spec.get("linux") or {}).get("seccomp") else None)
     process = spec["process"]
     linux = spec["linux"]
     if process.get("terminal") and console_socket is None and console_sock is None:

@@ -79,7 +79,7 @@ def _process(c, args):
     if args.apparmor:
         process["apparmorProfile"] = args.apparmor
     speclib.validate_process(process, "the exec process")
-    security.validate_process(process, c.config.get("linux"))
+    security.validate_process(process, c.config.get("linux"), container.seccomp_cache(c.root))
     return process
 
 
