@@ -55,12 +55,14 @@ def _slow_loads(text):
     return json.loads(text)
 
 
-def dumps(obj, indent=None):
+def dumps(obj, indent=None, sort_keys=False, separators=None):
+    """json.dumps(obj) with these arguments (indent only without the other two)."""
     if indent is not None:
         return _pretty(obj, " " * indent, "\n")
+    item_sep, key_sep = separators or (", ", ": ")
     markers = {}
     encode = _json.make_encoder(markers, _not_serializable, _json.encode_basestring_ascii, None,
-                                ": ", ", ", False, False, True)
+                                key_sep, item_sep, sort_keys, False, True)
     return "".join(encode(obj, 0))
 
 

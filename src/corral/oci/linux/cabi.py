@@ -11,6 +11,10 @@ import _ctypes
 from _ctypes import POINTER, Structure, addressof, byref, get_errno, sizeof  # noqa: F401
 
 
+class c_ushort(_ctypes._SimpleCData):
+    _type_ = "H"
+
+
 class c_int(_ctypes._SimpleCData):
     _type_ = "i"
 

@@ -7,11 +7,11 @@ with clone3, faccessat2, ...) then fail. Like runc, every syscall number above t
 the profile names (per architecture) returns ENOSYS instead.
 """
 
-import ctypes
 import os
 import struct
 
 from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import cabi as ctypes  # without ctypes' import cost
 from corral.oci.linux import syscalls
 
 _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
@@ -40,7 +40,7 @@ _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "s390x": 348, "pp
 
 
 class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_ulong)]  # a pointer (LP64)
 
 
 def enosys_stub(last_by_arch, x32_last=None):
@@ -118,8 +118,8 @@ def load(program, flags=0):
     count = len(program) // _INSN.size
     if count == 0 or count > 4096:
         raise RuntimeFailure(f"seccomp program of {count} instructions cannot be loaded (1-4096)")
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(count, ctypes.addressof(buf))
+    buf = ctypes.c_char_p(program)  # points into the (immutable, kept alive) bytes
+    prog = _SockFprog(count, ctypes.c_ulong.from_address(ctypes.addressof(buf)).value)
     try:
         if flags == 0:
             syscalls.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(prog))
@@ -128,7 +128,7 @@ def load(program, flags=0):
             if nr is None:
                 raise RuntimeFailure("seccomp flags are not supported on this architecture by corral-runc")
             syscalls.syscall(nr, ctypes.c_uint(_SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
-                             ctypes.c_void_p(ctypes.addressof(prog)), what="seccomp")
+                             ctypes.c_ulong(ctypes.addressof(prog)), what="seccomp")
     except OSError as e:
         hint = (" (without noNewPrivileges it must be loaded while CAP_SYS_ADMIN is held)"
                 if e.errno == 13 else "")
