@@ -3,9 +3,11 @@ optional timeout (seconds) after which it is killed and counts as failed."""
 
 from corral.oci import jsonfast as json  # json.loads/dumps without importing json (re)
 import os
+import select  # here, not in _wait: startContainer hooks run inside the container's rootfs
 import time
 
 from corral.oci.errors import RuntimeFailure
+from corral.oci.linux import syscalls
 
 
 def run_hooks(spec, kind, state):
@@ -68,7 +70,23 @@ def _run_one(kind, index, hook, data):
 
 def _wait(pid, timeout):
     """The hook's wait status, or None after killing it at the timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    if timeout is None:
+        return os.waitpid(pid, 0)[1]
+    deadline = time.monotonic() + timeout
+    try:
+        pidfd = syscalls.pidfd_open(pid)
+    except OSError:
+        pidfd = -1  # an older kernel: poll with sleeps
+    if pidfd >= 0:
+        # woken when the hook exits, not at the next of a growing series of sleeps
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            while not poller.poll(max(0, int((deadline - time.monotonic()) * 1000) + 1)):
+                if time.monotonic() >= deadline:
+                    break
+        finally:
+            os.close(pidfd)
     delay = 0.001
     while True:
         done, status = os.waitpid(pid, os.WNOHANG if deadline else 0)
