@@ -16,7 +16,9 @@ LINES = {
     "kill": [["id1"], ["id1", "KILL"], ["--all", "id1", "9"], ["-a", "id1", "TERM"]],
     "delete": [["id1"], ["-f", "id1"], ["--force", "id1"]],
     "exec": [["--process", "/p.json", "--detach", "--pid-file", "/p", "id1"],
-             ["-e", "A=1", "--env", "B=2", "-g", "5", "-g", "6", "id1"]],
+             ["-e", "A=1", "--env", "B=2", "-g", "5", "-g", "6", "id1"],
+             ["id1", "sh", "-c", "true"], ["-t", "id1", "sh", "--", "-x"], ["id1", "--env", "A=1", "sh"],
+             ["--tty", "--user", "0:0", "id1", "-"]],
     "state": [["id1"]],
     "list": [[], ["--format", "json"], ["-q"]],
 }
@@ -40,7 +42,7 @@ def test_same_result_as_argparse(verb, argv):
 @pytest.mark.parametrize("verb,argv", [
     ("create", ["-h"]), ("create", []), ("create", ["--bund", "/b", "id1"]), ("create", ["--", "id1"]),
     ("create", ["--preserve-fds", "x", "id1"]), ("create", ["--bundle"]), ("create", ["a", "b"]),
-    ("kill", ["id1", "-9"]), ("list", ["--format", "yaml"]), ("exec", ["id1", "sh", "-c", "true"]),
+    ("kill", ["id1", "-9"]), ("list", ["--format", "yaml"]), ("exec", ["id1", "--", "sh"]),
     ("run", ["-db", "/b", "id1"]), ("delete", ["--force=1", "id1"]), ("create", ["-b=/b", "id1"]),
 ])
 def test_unusual_lines_go_to_argparse(verb, argv):

@@ -129,8 +129,8 @@ def main(argv=None):
     return _dispatch(ns, rest[0], rest[1:])
 
 
-# the corral modules of the lifecycle verbs containerd's shim runs for every container (the
-# exec'd runtime's hot path), each after the corral modules it imports
+# the corral modules of the verbs containerd's shim runs for every container (the exec'd
+# runtime's hot path) and of exec, each after the corral modules it imports
 _COMMON = ("quickargs", "commands", "jsonfast", "state", "container")
 _CREATE = ("linux", "linux.cabi", "linux.syscalls", "spec", "linux.namespaces", "init",
            "linux.cgroups", "linux.capabilities", "linux.lsm", "linux.rlimits", "linux.user",
@@ -139,7 +139,10 @@ _CREATE = ("linux", "linux.cabi", "linux.syscalls", "spec", "linux.namespaces", 
 _HOT = {"run": _COMMON + _CREATE + ("commands.run",), "create": _COMMON + _CREATE + ("commands.create",),
         "start": _COMMON + ("commands.start",), "kill": _COMMON + ("commands.kill",),
         "delete": _COMMON + ("commands.delete", "linux", "linux.cgroups", "linux.cgroups.fs"),
-        "state": ("quickargs", "commands", "jsonfast", "state", "commands.state")}
+        "state": ("quickargs", "commands", "jsonfast", "state", "commands.state"),
+        "exec": _COMMON + ("commands.exec", "linux", "linux.cabi", "linux.syscalls", "linux.namespaces",
+                           "init", "linux.cgroups", "linux.cgroups.fs", "spec", "linux.capabilities",
+                           "linux.lsm", "linux.rlimits", "linux.user", "linux.security", "commands.run")}
 _PACKAGES = {"commands", "linux", "linux.cgroups"}
 
 

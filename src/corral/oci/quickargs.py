@@ -4,8 +4,9 @@ argparse (with the re, gettext and locale modules it pulls in) costs several ms 
 containerd's shim calls corral-runc create/start/kill/delete for every container. The command
 modules still describe their options with argparse's add_argument(); Recorder keeps those calls
 and parse() handles plain command lines with them. Anything else (help, an unknown or malformed
-option, a missing argument, a bad value, "--", arguments for a REMAINDER) returns None, and the
-caller replays the same calls into argparse, which parses or reports exactly as before.
+option, a missing argument, a bad value, "--") returns None, and the caller replays the same
+calls into argparse, which parses or reports exactly as before. A REMAINDER positional after
+plain ones (exec's ID COMMAND...) takes everything after them, as argparse does.
 """
 
 REMAINDER = "..."  # argparse.REMAINDER's value
@@ -56,9 +57,22 @@ def parse(calls, argv):
         else:
             positionals.append((dest, options))
 
+    # a REMAINDER after plain positionals (exec's `ID COMMAND...`): once those are filled,
+    # everything left is the remainder, as argparse takes it
+    plain = [p for p in positionals if p[1].get("nargs") is None]
+    remainder = None
+    if (plain and positionals[-1][1].get("nargs") == REMAINDER
+            and positionals[:-1] == plain):
+        remainder = positionals.pop()[0]
     taken = []
     i = 0
     while i < len(argv):
+        if remainder is not None and len(taken) == len(plain):
+            rest = argv[i:]
+            if rest[0] == "--":
+                return None  # argparse drops a leading "--" here: its job
+            values[remainder] = rest
+            break
         arg = argv[i]
         i += 1
         if arg.startswith("-") and arg != "-":
@@ -105,6 +119,8 @@ def parse(calls, argv):
             return None
     if taken:
         return None
+    if remainder is not None and remainder not in values:
+        values[remainder] = []
     return Namespace(**values)
 
 
