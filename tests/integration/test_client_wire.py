@@ -111,6 +111,9 @@ def test_unary_and_streams(server):
             with pytest.raises(ClientError) as e:
                 c.create_namespace(ns)
             assert e.value.code == "ALREADY_EXISTS"
+            with pytest.raises(ClientError) as e:  # a trailers-only answer
+                c._channel.unary("/corral.test.v1.Nothing/Here", b"", timeout=10)
+            assert e.value.code == "UNIMPLEMENTED"
         finally:
             c.delete_namespace(ns)
 
