@@ -30,6 +30,21 @@ def test_hostname_pid1_and_own_namespaces(rt, cid):
         assert line != host, f"{kind} namespace is the host's"
 
 
+@pytest.mark.parametrize("userns", [False, True])
+def test_new_network_namespace_has_loopback_up(rt, cid, userns):
+    """As runc and crun: lo is up in a network namespace the runtime creates (both the
+    direct path and the one through stage1 and a user namespace)."""
+    def change(s):
+        if userns:
+            s["linux"]["namespaces"].append({"type": "user"})
+            s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+            s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    os.chmod(rt.tmp, 0o755)  # the mapped root must be able to reach the rootfs
+    out = _run(rt, cid, "ip -o link", change)
+    lo = [line for line in out.splitlines() if " lo: " in line]
+    assert lo and ",UP" in lo[0] and "eth0" not in out, out
+
+
 def test_user_namespace_mapping(rt, cid):
     def change(s):
         s["linux"]["namespaces"].append({"type": "user"})
@@ -87,8 +102,10 @@ def test_join_network_namespace_by_path(rt, cid, netns_file):
     def change(s):
         s["linux"]["namespaces"] = [n for n in s["linux"]["namespaces"] if n["type"] != "network"]
         s["linux"]["namespaces"].append({"type": "network", "path": netns_file})
-    out = _run(rt, cid, "readlink /proc/self/ns/net", change)
-    assert out.strip() == f"net:[{os.stat(netns_file).st_ino}]"
+    out = _run(rt, cid, "readlink /proc/self/ns/net; ip -o link", change)
+    assert out.split()[0] == f"net:[{os.stat(netns_file).st_ino}]"
+    lo = [line for line in out.splitlines() if " lo: " in line]
+    assert lo and ",UP" not in lo[0], out  # a joined namespace is left as it is
 
 
 def test_only_stdio_fds_reach_the_container(rt, cid):

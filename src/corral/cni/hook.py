@@ -101,26 +101,17 @@ def _networks(state):
 
 
 def _loopback_up(pid):
-    """Set lo up in the network namespace of `pid`, as the CNI loopback plugin does (the
-    hook is a process of its own: it may enter the namespace)."""
-    import fcntl
+    """Set lo up in the network namespace of `pid` (the hook is a process of its own: it may
+    enter the namespace)."""
     import os
-    from _socket import AF_INET, SOCK_DGRAM, socket
+    from corral.oci.linux import namespaces
     from corral.oci.linux import syscalls as sc
     fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         sc.setns(fd, sc.CLONE_NEWNET)
     finally:
         os.close(fd)
-    s = socket(AF_INET, SOCK_DGRAM)  # made in the container's namespace
-    try:
-        name = b"lo".ljust(16, b"\0")  # struct ifreq: the name, then ifr_flags (a short)
-        got = fcntl.ioctl(s.fileno(), 0x8913, name + bytes(24))  # SIOCGIFFLAGS
-        flags = int.from_bytes(got[16:18], sys.byteorder)
-        if not flags & 0x1:  # IFF_UP
-            fcntl.ioctl(s.fileno(), 0x8914, name + (flags | 0x1).to_bytes(2, sys.byteorder) + bytes(22))  # SIOCSIFFLAGS
-    finally:
-        s.close()
+    namespaces.loopback_up()
 
 
 def main(argv=None):

@@ -73,20 +73,13 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
         from corral.cni import cache
         from corral.cni.ports import check_free
         check_free(ports, cache.published(data_root, container_id))
-    ip = _ip_binary() if mode == "none" else None
-    if ip:
-        # lo only: `ip link set lo up` as a createContainer hook, which the runtime runs in the
-        # container's namespaces (OCI runtime spec; runc and crun do, and runc sets lo up in a
-        # new network namespace anyway): ~7 ms a create, where corral-oci-hook (a Python
-        # process at createRuntime) costs ~28 ms
-        hooks.setdefault("createContainer", []).append({"path": ip, "args": ["ip", "link", "set", "lo", "up"],
-                                                        "env": HOOK_ENV})
-    elif mode != "host":
+    # --network none: lo only, which the OCI runtime sets up in each network namespace it
+    # creates (corral-runc, runc and crun do), so no hook at all
+    if mode == "cni":
         path = hook_path()
         base = [HOOK, "--data-root", data_root]
         hooks.setdefault("createRuntime", []).append({"path": path, "args": base + ["createRuntime"], "env": HOOK_ENV})
-        if mode == "cni":
-            hooks.setdefault("poststop", []).append({"path": path, "args": base + ["poststop"], "env": HOOK_ENV})
+        hooks.setdefault("poststop", []).append({"path": path, "args": base + ["poststop"], "env": HOOK_ENV})
 
     annotations[NETWORKS] = json.dumps(networks if mode == "cni" else [mode])
     annotations[PORTS] = json.dumps(ports)
@@ -106,14 +99,6 @@ def apply(spec, *, data_root, namespace, container_id, networks, ports, hostname
                        "options": ["rbind", "rprivate"]})
     spec["mounts"] = mounts
     return spec
-
-
-def _ip_binary():
-    """The host's iproute2 `ip`, or None (then corral-oci-hook sets lo up)."""
-    for path in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"):
-        if os.access(path, os.X_OK):
-            return path
-    return None
 
 
 def _read(path):

@@ -68,6 +68,10 @@ def preload(process, spec=None):
         from corral.oci import console  # noqa: F401
     if spec is not None and (spec.get("hooks") or {}).get("startContainer"):
         from corral.oci import hooks  # noqa: F401
+    if spec is not None and namespaces.creates_network((spec.get("linux") or {}).get("namespaces")):
+        # loopback_up's modules: a mapped root of a new user namespace may not read ours
+        import _socket  # noqa: F401
+        import fcntl  # noqa: F401
 
 
 class Setup:
@@ -187,6 +191,8 @@ def _init(sock, setup):
         sc.sethostname(spec["hostname"])
     if spec.get("domainname"):
         sc.setdomainname(spec["domainname"])
+    if namespaces.creates_network(linux.get("namespaces")):
+        namespaces.loopback_up()
     # /proc/sys shows the namespaces of the task that opens it, so the host's /proc works here
     for key, value in (linux.get("sysctl") or {}).items():
         path = "/proc/sys/" + key.replace(".", "/")

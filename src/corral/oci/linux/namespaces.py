@@ -14,6 +14,30 @@ PROC_NAMES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount
               "user": "user", "cgroup": "cgroup", "time": "time"}
 # setns order: the user namespace first (it grants the rights for the others), mount last
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def creates_network(namespaces):
+    return any(ns.get("type") == "network" and not ns.get("path") for ns in namespaces or [])
+
+
+def loopback_up():
+    """Set lo up in this task's network namespace, as runc and crun do in each one they
+    create (the CNI loopback plugin does the same)."""
+    import fcntl
+    import sys
+    from _socket import AF_INET, SOCK_DGRAM, socket
+
+    s = socket(AF_INET, SOCK_DGRAM)
+    try:
+        name = b"lo".ljust(16, b"\0")  # struct ifreq: the name, then ifr_flags (a short)
+        flags = int.from_bytes(fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, name + bytes(24))[16:18], sys.byteorder)
+        if not flags & IFF_UP:
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, name + (flags | IFF_UP).to_bytes(2, sys.byteorder) + bytes(22))
+    except OSError as e:
+        raise RuntimeFailure(f"cannot set the loopback interface up: {e.strerror}") from None
+    finally:
+        s.close()
 
 
 def new_flags(namespaces, skip=()):
