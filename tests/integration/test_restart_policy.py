@@ -2,6 +2,7 @@
 on a test corrald (our shim); restarts on exit, on-failure counting, explicit stops, and
 policies that survive a SIGKILL of the daemon."""
 
+import asyncio
 import json
 import os
 import signal
@@ -208,3 +209,48 @@ def test_a_task_left_created_by_a_crash_is_started_at_start_up(daemon):
     daemon.stop(signal.SIGKILL)
     daemon.start()
     _until(lambda: _status(daemon, N("r-cut")) == 2, timeout=10, what="the task started again")
+
+
+def _dead(pid):
+    """Gone, or a zombie not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+async def _delete_in_shim(address, cid):
+    from corral.api.containerd.runtime.v2.task import shim_pb2
+    from corral.ttrpc.client import Client as TtrpcClient
+    c = await TtrpcClient.connect(address, timeout=5)
+    try:
+        await c.call("containerd.task.v2.Task", "Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse,
+                     timeout=10)
+    finally:
+        await c.close()
+
+
+def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon):
+    """corrald answers a task delete once the shim has deleted the task; the shim's shutdown
+    and the bundle's removal follow behind the answer. A SIGKILL in between (the monitor's
+    delete before a restart) leaves a live shim that no longer holds the task: at start-up it
+    is shut down and its bundle removed, and the task is made again (the monitor used to get
+    ALREADY_EXISTS for ever)."""
+    name = N("r-gap")
+    log = _run(daemon, name, "always", "echo run; exec sleep 60")
+    _until(lambda: _lines(log) == ["run\n"], what="the first run")
+    pid = _task(daemon, name).pid
+    with open(f"/proc/{pid}/stat") as f:
+        shim = int(f.read().rsplit(")", 1)[1].split()[1])
+    bundle = os.path.join(daemon.state, "io.containerd.runtime.v2.task", "default", name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read().strip()
+    daemon.stop(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    asyncio.run(_delete_in_shim(address, name))  # what the killed daemon's delete got done
+    daemon.start()
+    _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run after the daemon came back")
+    _until(lambda: _status(daemon, N("r-gap")) == 2, what="the new task running")
+    _until(lambda: _dead(shim), timeout=10, what="the task-less shim to exit")
+    assert "ALREADY_EXISTS" not in daemon.log_text()

@@ -343,6 +343,95 @@ def test_killed_shim_is_cleaned_up(daemon):
         daemon.ctr("containers", "rm", cid, check=False)
 
 
+def _delete_in_shim(d, cid):
+    """What a task delete does in the shim, without the daemon's part after it."""
+    import asyncio
+
+    from corral.api.containerd.runtime.v2.task import shim_pb2
+    from corral.ttrpc.client import Client as TtrpcClient
+    bundle = os.path.join(d.state, "io.containerd.runtime.v2.task", "default", cid)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read().strip()
+
+    async def delete():
+        c = await TtrpcClient.connect(address, timeout=5)
+        try:
+            await c.call("containerd.task.v2.Task", "Delete", shim_pb2.DeleteRequest(id=cid),
+                         shim_pb2.DeleteResponse, timeout=10, metadata={"containerd-namespace-ttrpc": "default"})
+        finally:
+            await c.close()
+    asyncio.run(delete())
+    return bundle
+
+
+def _until_gone(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} is still there")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon, runtime):
+    """corrald answers a task delete once the shim has deleted the task, its shutdown and the
+    bundle's removal follow: a SIGKILL in between leaves a live shim without the task. At
+    start-up that shim is shut down and its bundle removed; the id can be started again."""
+    cid = uid("taskless")
+    daemon.ctr("run", "-d", "--runtime", runtime, IMAGE, cid, "sleep", "1000")
+    try:
+        wait_status(daemon, cid, "RUNNING")
+        pid = _task_pid(daemon, cid)
+        shim = _shim_of(daemon, pid)
+        daemon.stop(signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        bundle = _delete_in_shim(daemon, cid)
+        daemon.start()
+        assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
+        _until_gone(shim)
+        assert not os.path.exists(bundle)
+        daemon.ctr("tasks", "start", "-d", cid)
+        wait_status(daemon, cid, "RUNNING")
+    finally:
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+        daemon.ctr("tasks", "delete", "-f", cid, check=False)
+        daemon.ctr("containers", "rm", cid, check=False)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_delete_of_a_task_its_shim_no_longer_holds(daemon, runtime):
+    """A shim that answers Delete with NOT_FOUND no longer holds the task: corrald says so and,
+    as containerd does, drops the task, shuts the shim down and removes the bundle, so that
+    the id can be started again."""
+    cid = uid("lost")
+    daemon.ctr("run", "-d", "--runtime", runtime, IMAGE, cid, "sleep", "1000")
+    try:
+        wait_status(daemon, cid, "RUNNING")
+        pid = _task_pid(daemon, cid)
+        shim = _shim_of(daemon, pid)
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+        wait_status(daemon, cid, "STOPPED")
+        bundle = _delete_in_shim(daemon, cid)
+        from corral.client import Client, ClientError
+        with Client(daemon.sock) as c:  # (ctr's delete stops at its Get, which finds no task)
+            with pytest.raises(ClientError) as e:
+                c.delete_task(cid)
+        assert e.value.code == "NOT_FOUND"
+        _until_gone(shim)
+        assert not os.path.exists(bundle)
+        daemon.ctr("tasks", "start", "-d", cid)
+        wait_status(daemon, cid, "RUNNING")
+    finally:
+        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+        daemon.ctr("tasks", "delete", "-f", cid, check=False)
+        daemon.ctr("containers", "rm", cid, check=False)
+
+
 def test_snapshots_diff_of_a_container(daemon):
     import gzip
     import io

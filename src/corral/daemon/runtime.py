@@ -397,7 +397,14 @@ class RuntimeV2:
             return resp
         # errors (a running task, a shim that died and was cleaned up, one that does not
         # answer) go to the caller
-        resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
+        try:
+            resp = shim.call("Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse)
+        except NotFound:
+            # the shim does not hold the task (any more): as containerd does, the task is
+            # dropped, its shim shut down and its bundle removed, and NOT_FOUND told; otherwise
+            # the id could never be created again (a shim that died: _gone cleaned up already)
+            self._remove_taskless(shim, shim, "does not hold the task")
+            raise
         if os.path.ismount(os.path.join(shim.bundle, "rootfs")):
             with self.lock:  # the shim left its rootfs mounted: unmount before the caller goes on
                 self.shims.pop((ns, cid), None)
@@ -543,8 +550,16 @@ class RuntimeV2:
         if gone is None:
             shim = Shim(ns, cid, task.bundle, task.address, task.runtime, client, self._gone)
             try:
-                shim.client.call(SHIM_SERVICE, "Connect", shim_pb2.ConnectRequest(id=cid).SerializeToString(),
-                                 self.load_timeout)
+                connected = shim_pb2.ConnectResponse.FromString(shim.client.call(
+                    SHIM_SERVICE, "Connect", shim_pb2.ConnectRequest(id=cid).SerializeToString(), self.load_timeout))
+                if not connected.task_pid and not self._holds_task(shim):
+                    # the daemon died after the task was deleted but before the shim's shutdown
+                    # and the bundle's removal (they run behind delete's answer), or after the
+                    # shim was started but before its Create: no task is left to report
+                    if not self._remove_taskless(task, shim, "no longer holds the task (deleted, or "
+                                                 "its create cut short, before corrald ended)"):
+                        shim.client.close()
+                    return "gone"
             except Exception as e:
                 if _is_gone(e) or isinstance(e, NotFound):
                     gone = str(e)
@@ -573,6 +588,39 @@ class RuntimeV2:
         log.info("shim of %s/%s is gone (%s): cleaning up", ns, cid, gone)
         self._cleanup_dead_at_load(task)
         return "gone"
+
+    def _holds_task(self, shim):
+        """Whether a shim that answers still holds its task. Connect answers for the shim (a task
+        pid of 0 also while a create is under way in it); State says NOT_FOUND once the task is
+        deleted, or when its create never reached the shim."""
+        try:
+            shim.client.call(SHIM_SERVICE, "State", shim_pb2.StateRequest(id=shim.id).SerializeToString(),
+                             self.load_timeout)
+        except NotFound:
+            return False
+        return True
+
+    def _remove_taskless(self, entry, shim, why):
+        """A live shim without its task (containerd cleans up such a leaked shim too): the
+        task's entry is dropped, the shim shut down and the bundle removed, and a create of the
+        same id waits for that, as after a delete. False when entry is no longer the table's."""
+        ns, cid = shim.ns, shim.id
+        done = threading.Event()
+        with self.lock:
+            if self.shims.get((ns, cid)) is not entry:
+                return False
+            del self.shims[(ns, cid)]
+            self.removing[(ns, cid)] = done
+        log.info("shim of %s/%s %s: shutting it down and removing the bundle", ns, cid, why)
+        try:
+            self._shutdown(shim)
+            self._cleanup_stale(ns, cid)
+        finally:
+            with self.lock:
+                if self.removing.get((ns, cid)) is done:
+                    del self.removing[(ns, cid)]
+            done.set()
+        return True
 
     def _cleanup_dead_at_load(self, task):
         """`<shim> delete` for a shim that died while the daemon was down; the task is kept as
