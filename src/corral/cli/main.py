@@ -207,7 +207,7 @@ def _defer_protobuf_internals():
 
 
 def _quick_globals(calls):
-    """The global flags after the verb, for quickparse: (names, dest, action), as
+    """The global flags after the verb, for quickargs: (names, dest, action), as
     add_global_flags gives them to argparse (a name the command uses itself stays its own)."""
     taken = {n for names, _ in calls for n in names}
     out = []
@@ -272,10 +272,10 @@ def _main(argv):
             import gc
             gc.disable()
             _defer_protobuf_internals()
-            from corral.cli import quickparse
-            recorder = quickparse.Recorder()
+            from corral.oci import quickargs
+            recorder = quickargs.Recorder()
             module.configure(recorder)
-            opts = quickparse.parse(recorder.calls, args, _quick_globals(recorder.calls))
+            opts = quickargs.parse(recorder.calls, args, _quick_globals(recorder.calls))
         if opts is None:
             p = parser(verb, help_text)
             if recorder is not None:

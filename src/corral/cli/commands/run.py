@@ -3,7 +3,7 @@
 
 from corral.cli.errors import CLIError
 
-QUICK = True  # plain command lines are parsed without argparse (corral.cli.quickparse)
+QUICK = True  # plain command lines are parsed without argparse (corral.oci.quickargs)
 
 
 def configure(p, detach=True):
