@@ -254,3 +254,30 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon):
     _until(lambda: _status(daemon, N("r-gap")) == 2, what="the new task running")
     _until(lambda: _dead(shim), timeout=10, what="the task-less shim to exit")
     assert "ALREADY_EXISTS" not in daemon.log_text()
+
+
+def test_a_task_less_shim_settled_after_start_up_is_made_again(daemon):
+    """The same, with the shim not answering during start-up (SIGSTOP): the task shows
+    UNKNOWN, the shim is cleaned up once it answers, and the monitor then applies start-up
+    rules to the container (a later check would otherwise leave a missing task alone)."""
+    name = N("r-late")
+    log = _run(daemon, name, "always", "echo run; exec sleep 60")
+    _until(lambda: _lines(log) == ["run\n"], what="the first run")
+    pid = _task(daemon, name).pid
+    with open(f"/proc/{pid}/stat") as f:
+        shim = int(f.read().rsplit(")", 1)[1].split()[1])
+    bundle = os.path.join(daemon.state, "io.containerd.runtime.v2.task", "default", name)
+    with open(os.path.join(bundle, "address")) as f:
+        address = f.read().strip()
+    daemon.stop(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    asyncio.run(_delete_in_shim(address, name))
+    os.kill(shim, signal.SIGSTOP)
+    try:
+        daemon.start()
+        assert _status(daemon, name) == 0  # UNKNOWN
+    finally:
+        os.kill(shim, signal.SIGCONT)
+    _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run once the shim was settled")
+    _until(lambda: _status(daemon, name) == 2, what="the new task running")
+    _until(lambda: _dead(shim), timeout=10, what="the task-less shim to exit")

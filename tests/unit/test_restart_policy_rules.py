@@ -75,3 +75,64 @@ def test_missing_task_only_at_start_up():
     for policy in ("always", "unless-stopped", "on-failure"):
         assert not R.wants_restart(labels(policy), None)
         assert R.wants_restart(labels(policy), None, startup=True)
+
+
+class _Exchange:
+    def subscribe(self, filters):
+        return None
+
+
+class _Client:
+    """What the monitor's check asks of the daemon: one namespace, its records and tasks."""
+
+    def __init__(self, records, tasks):
+        self.records, self.tasks_ = records, tasks
+
+    def namespaces(self):
+        return [type("NS", (), {"name": "default"})()]
+
+    def with_namespace(self, ns):
+        return self
+
+    def list_containers(self, filter_string=""):
+        return self.records
+
+    def tasks(self):
+        return list(self.tasks_.values())
+
+
+def _monitor(records, tasks):
+    m = R.RestartMonitor(_Exchange(), "unused")
+    m.client = _Client(records, tasks)
+    m.restarts = []
+    m._restart = lambda ns, cid, startup=False: m.restarts.append((cid, startup))
+    return m
+
+
+def test_a_task_unknown_at_start_up_gets_start_up_rules_once_settled():
+    """A shim that had not answered by the start-up check (UNKNOWN) and turned out to hold no
+    task (cleaned up since): the next check starts the container as start-up would have."""
+    rec = type("Rec", (), {"id": "c", "labels": labels("always")})()
+    m = _monitor([rec], {"c": task(0)})
+    m._check_all(startup=True)
+    m._check_all(startup=False)
+    assert m.restarts == []  # still UNKNOWN: wait
+    m.client.tasks_ = {}
+    m._check_all(startup=False)
+    assert m.restarts == [("c", True)]
+    m._check_all(startup=False)  # once only: afterwards ordinary rules
+    assert m.restarts == [("c", True)]
+
+
+def test_failed_attempts_back_off():
+    m = _monitor([], {})
+    key = ("default", "c")
+    delays = []
+    for _ in range(4):
+        m.due.clear()
+        m._schedule(key, failed=True)
+        delays.append(m.backoff[key][0])
+    assert delays == [m.min_delay, m.min_delay * 2, m.min_delay * 4, m.min_delay * 8]
+    m.due.clear()
+    m._schedule(key)  # an exit after a run (its start long ago): back to the shortest delay
+    assert m.backoff[key][0] == m.min_delay

@@ -36,7 +36,7 @@ MAX_DELAY = 60.0
 RESET_AFTER = 10.0  # a run this long resets the backoff
 
 # containerd.v1.types.Status
-_CREATED, _RUNNING, _STOPPED, _PAUSED, _PAUSING = 1, 2, 3, 4, 5
+_UNKNOWN, _CREATED, _RUNNING, _STOPPED, _PAUSED, _PAUSING = 0, 1, 2, 3, 4, 5
 
 
 def parse_policy(text):
@@ -98,6 +98,8 @@ class RestartMonitor:
         self.backoff = {}   # (ns, id) -> (delay used last, monotonic time of that start)
         self.created = {}   # (ns, id) -> pid of a task found only created at the last check
         self.retry_startup = set()  # (ns, id) whose start-up restart failed: retried as such
+        self.unsettled = set()  # (ns, id) whose shim had not answered at start-up: checked with
+        #                         start-up rules once it has (reconnected, or cleaned up)
 
     # -- plugin life
 
@@ -143,7 +145,7 @@ class RestartMonitor:
                     self.retry_startup.discard(key)
                 except Exception as e:
                     log.warning("restart monitor: restarting %s/%s failed: %s", key[0], key[1], e)
-                    self._schedule(key)
+                    self._schedule(key, failed=True)
             if now >= next_check:
                 try:
                     self._check_all(startup=False)
@@ -158,13 +160,14 @@ class RestartMonitor:
             return  # an exec'd process
         self._schedule((env.namespace, ev.container_id))
 
-    def _schedule(self, key):
-        """The next attempt for a container, after its backoff delay."""
+    def _schedule(self, key, failed=False):
+        """The next attempt for a container, after its backoff delay (an attempt that failed is
+        no run: the delay grows until one succeeds)."""
         if key in self.due:
             return
         delay, started = self.backoff.get(key, (0.0, 0.0))
         now = time.monotonic()
-        if not delay or now - started >= self.reset_after:
+        if not delay or (not failed and now - started >= self.reset_after):
             delay = self.min_delay
         else:
             delay = min(delay * 2, self.max_delay)
@@ -186,13 +189,23 @@ class RestartMonitor:
                     self.created[key] = task.pid
                 else:
                     self.created.pop(key, None)
-                want = wants_restart(rec.labels, task, startup, stale)
+                # a task whose shim did not answer in time at start-up shows UNKNOWN; it is
+                # judged by start-up rules once its shim is settled (it may turn out stopped, or
+                # be gone with a shim that no longer held it)
+                rules = startup
+                if task is not None and task.status == _UNKNOWN:
+                    if startup:
+                        self.unsettled.add(key)
+                elif key in self.unsettled:
+                    self.unsettled.discard(key)
+                    rules = True
+                want = wants_restart(rec.labels, task, rules, stale)
                 log.debug("restart monitor: %s/%s policy=%s status=%s task=%s exit=%s startup=%s -> %s",
                           ns.name, rec.id, rec.labels.get(POLICY), rec.labels.get(STATUS),
                           task.status if task is not None else None,
-                          task.exit_status if task is not None else None, startup, want)
+                          task.exit_status if task is not None else None, rules, want)
                 if want:
-                    if not (startup or stale):
+                    if not (rules or stale):
                         self._schedule(key)
                         continue
                     try:
@@ -200,7 +213,7 @@ class RestartMonitor:
                     except Exception as e:
                         log.warning("restart monitor: starting %s/%s failed: %s", ns.name, rec.id, e)
                         self.retry_startup.add(key)
-                        self._schedule(key)
+                        self._schedule(key, failed=True)
 
     def _restart(self, ns, cid, startup=False):
         from corral.client import ClientError
