@@ -33,6 +33,14 @@ def daemon():
         d.cleanup()
 
 
+@pytest.fixture(autouse=True)
+def daemon_up_after(daemon):
+    """A test that failed while it had the daemon down leaves it up for the next ones."""
+    yield
+    if daemon.proc is None:
+        daemon.start()
+
+
 # corral's own shim drives corral-runc, whose state changes with the runtime's work; opt in
 # with CORRAL_TEST_CORRAL_SHIM=1 (its own interop tests run it under containerd)
 RUNTIMES = ["io.containerd.runc.v2"] + (
@@ -356,6 +364,10 @@ def _delete_in_shim(d, cid):
     async def delete():
         c = await TtrpcClient.connect(address, timeout=5)
         try:
+            md = {"containerd-namespace-ttrpc": "default"}
+            # the shim deletes only a process it has seen exit (a SIGKILL just sent may be news)
+            await c.call("containerd.task.v2.Task", "Wait", shim_pb2.WaitRequest(id=cid),
+                         shim_pb2.WaitResponse, timeout=10, metadata=md)
             await c.call("containerd.task.v2.Task", "Delete", shim_pb2.DeleteRequest(id=cid),
                          shim_pb2.DeleteResponse, timeout=10, metadata={"containerd-namespace-ttrpc": "default"})
         finally:
