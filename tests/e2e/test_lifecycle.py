@@ -201,3 +201,40 @@ def test_system_info_and_prune(corral, corrald, cleanup):
     assert res.returncode == 125  # no terminal to confirm on: -f needed
     corral("system", "prune", "-f")
     assert name not in corral("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def test_system_prune_networks_and_volumes(corral, corrald, cleanup, tmp_path):
+    """As docker's: unused user networks go, networks any container uses stay (also a
+    stopped one of another namespace), volumes only with --volumes."""
+    unused, used, elsewhere, vol = uname("pn"), uname("pu"), uname("pe"), uname("pv")
+    other_ns = uname("ns")
+    user, stopped = uname(), uname()
+    cleanup.append(user)
+    try:
+        for i, net in enumerate((unused, used, elsewhere)):
+            corral("network", "create", net, "--subnet", f"10.97.{i}.0/24")
+        corral("volume", "create", vol)
+        corral("save", "-o", str(tmp_path / "busybox.tar"), "busybox")
+        corral("-n", other_ns, "load", "-i", str(tmp_path / "busybox.tar"))
+        corral("run", "-d", "--name", user, "--network", used, "busybox", "sleep", "1000")
+        corral("-n", other_ns, "create", "--name", stopped, "--network", elsewhere, "busybox", "true")
+        out = corral("system", "prune", "-f").stdout
+        nets = corral("network", "ls", "-q").stdout.split()
+        assert unused not in nets and f"network {unused}" in out
+        assert used in nets and elsewhere in nets and "bridge" in nets
+        assert vol in corral("volume", "ls", "-q").stdout.split()
+        out = corral("system", "prune", "-f", "--volumes").stdout
+        assert f"volume {vol}" in out and vol not in corral("volume", "ls", "-q").stdout.split()
+    finally:
+        corral("-n", other_ns, "rm", "-f", stopped, check=False)
+        corral("-n", other_ns, "rmi", "busybox", check=False)
+        from corral.client import Client
+        with Client(corrald.sock) as c:
+            try:
+                c.delete_namespace(other_ns)
+            except Exception:
+                pass
+        corral("rm", "-f", user, check=False)
+        for net in (unused, used, elsewhere):
+            corral("network", "rm", net, check=False)
+        corral("volume", "rm", "-f", vol, check=False)

@@ -9,6 +9,7 @@ Networks are CNI conflists (corral's own and /etc/cni/net.d's); `client` is a co
 needed only to know which containers use a network before removing it."""
 
 import json
+import os
 
 from corral.cni import cache, conflist, plugins
 from corral.cni.errors import NetworkError
@@ -111,6 +112,26 @@ class Networks:
         known = {c.id for c in records}
         attached = {e["containerId"] for e in cache.entries(self.data_root) if e.get("networkName") == name}
         return users + [cid[:12] for cid in sorted(attached - known)]
+
+    def prune(self):
+        """Remove corral's own user networks that no container of any namespace uses (those of
+        /etc/cni/net.d and the built-in ones stay); their names, as docker's `network prune`."""
+        removed = []
+        own = conflist.networks_dir(self.data_root)
+        namespaces = [n.name for n in self.client.namespaces()] if self.client is not None else []
+        for net in self.list():
+            if (net.name in conflist.PSEUDO_NETWORKS or net.name == conflist.DEFAULT_NETWORK
+                    or os.path.dirname(net.path) != own):
+                continue
+            others = [Networks(self.client.with_namespace(ns), self.data_root) for ns in namespaces]
+            if self.users(net.name) or any(o.users(net.name) for o in others):
+                continue
+            try:
+                conflist.remove(self.data_root, net.name)
+            except (NetworkError, OSError):
+                continue
+            removed.append(net.name)
+        return removed
 
     def remove(self, name):
         if name in conflist.PSEUDO_NETWORKS or name == conflist.DEFAULT_NETWORK:

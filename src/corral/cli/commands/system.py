@@ -1,13 +1,15 @@
-"""`corral system info` (daemon, storage, counts) and `corral system prune [-f]` (remove
-stopped containers and dangling per-container files)."""
+"""`corral system info` (daemon, storage, counts) and `corral system prune [-f] [--volumes]`
+(remove stopped containers, their dangling per-container files and the user networks no
+container uses; with --volumes also the unused volumes)."""
 
 
 def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     sub.add_parser("info", help="show the daemon's and this system's facts")
-    pr = sub.add_parser("prune", help="remove every stopped container")
+    pr = sub.add_parser("prune", help="remove stopped containers and unused networks (and volumes)")
     pr.add_argument("-f", "--force", action="store_true", help="do not ask")
+    pr.add_argument("--volumes", action="store_true", help="also remove the volumes no container uses")
 
 
 def run(opts, env):
@@ -45,10 +47,12 @@ def prune(opts, env):
     import shutil
     import sys
     from corral.cli.errors import CLIError
+    what = "every stopped container and every network no container uses" + (
+        ", and every volume no container uses" if opts.volumes else "")
     if not opts.force:
         if not sys.stdin.isatty():
-            raise CLIError("system prune removes every stopped container; confirm with -f")
-        answer = input("This removes every stopped container. Continue? [y/N] ")
+            raise CLIError(f"system prune removes {what}; confirm with -f")
+        answer = input(f"This removes {what}. Continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 0
     client = env.client()
@@ -68,5 +72,11 @@ def prune(opts, env):
         for d in os.listdir(base):
             if d not in known:
                 shutil.rmtree(os.path.join(base, d), ignore_errors=True)
-    print(f"Removed {removed} container(s)")
+    networks = client.networks.prune()
+    for name in networks:
+        print(f"network {name}")
+    volumes = client.volumes.prune() if opts.volumes else []
+    for name in volumes:
+        print(f"volume {name}")
+    print(f"Removed {removed} container(s), {len(networks)} network(s), {len(volumes)} volume(s)")
     return 0
