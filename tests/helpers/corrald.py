@@ -83,6 +83,31 @@ class Corrald:
                 pids.append(int(pid))
         return pids
 
+    def delete_in_shim(self, cid, namespace="default"):
+        """What a task delete does in the shim, without the daemon's part after it (as if the
+        daemon died right after): the shim's Wait first, since a shim deletes only a process
+        it has seen exit. Returns the task's bundle."""
+        import asyncio
+
+        from corral.api.containerd.runtime.v2.task import shim_pb2
+        from corral.ttrpc.client import Client as TtrpcClient
+        bundle = os.path.join(self.state, "io.containerd.runtime.v2.task", namespace, cid)
+        with open(os.path.join(bundle, "address")) as f:
+            address = f.read().strip()
+
+        async def delete():
+            c = await TtrpcClient.connect(address, timeout=5)
+            md = {"containerd-namespace-ttrpc": namespace}
+            try:
+                await c.call("containerd.task.v2.Task", "Wait", shim_pb2.WaitRequest(id=cid),
+                             shim_pb2.WaitResponse, timeout=10, metadata=md)
+                await c.call("containerd.task.v2.Task", "Delete", shim_pb2.DeleteRequest(id=cid),
+                             shim_pb2.DeleteResponse, timeout=10, metadata=md)
+            finally:
+                await c.close()
+        asyncio.run(delete())
+        return bundle
+
     def remove_tasks(self):
         """Kill and delete every task and container, in every namespace."""
         for ns in self.ctr("namespaces", "ls", "-q", check=False).stdout.split():

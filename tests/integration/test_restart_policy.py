@@ -2,7 +2,6 @@
 on a test corrald (our shim); restarts on exit, on-failure counting, explicit stops, and
 policies that survive a SIGKILL of the daemon."""
 
-import asyncio
 import json
 import os
 import signal
@@ -220,17 +219,6 @@ def _dead(pid):
         return True
 
 
-async def _delete_in_shim(address, cid):
-    from corral.api.containerd.runtime.v2.task import shim_pb2
-    from corral.ttrpc.client import Client as TtrpcClient
-    c = await TtrpcClient.connect(address, timeout=5)
-    try:
-        await c.call("containerd.task.v2.Task", "Delete", shim_pb2.DeleteRequest(id=cid), shim_pb2.DeleteResponse,
-                     timeout=10)
-    finally:
-        await c.close()
-
-
 def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon):
     """corrald answers a task delete once the shim has deleted the task; the shim's shutdown
     and the bundle's removal follow behind the answer. A SIGKILL in between (the monitor's
@@ -243,12 +231,9 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon):
     pid = _task(daemon, name).pid
     with open(f"/proc/{pid}/stat") as f:
         shim = int(f.read().rsplit(")", 1)[1].split()[1])
-    bundle = os.path.join(daemon.state, "io.containerd.runtime.v2.task", "default", name)
-    with open(os.path.join(bundle, "address")) as f:
-        address = f.read().strip()
     daemon.stop(signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
-    asyncio.run(_delete_in_shim(address, name))  # what the killed daemon's delete got done
+    daemon.delete_in_shim(name)  # what the killed daemon's delete got done
     daemon.start()
     _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run after the daemon came back")
     _until(lambda: _status(daemon, N("r-gap")) == 2, what="the new task running")
@@ -266,12 +251,9 @@ def test_a_task_less_shim_settled_after_start_up_is_made_again(daemon):
     pid = _task(daemon, name).pid
     with open(f"/proc/{pid}/stat") as f:
         shim = int(f.read().rsplit(")", 1)[1].split()[1])
-    bundle = os.path.join(daemon.state, "io.containerd.runtime.v2.task", "default", name)
-    with open(os.path.join(bundle, "address")) as f:
-        address = f.read().strip()
     daemon.stop(signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
-    asyncio.run(_delete_in_shim(address, name))
+    daemon.delete_in_shim(name)
     os.kill(shim, signal.SIGSTOP)
     try:
         daemon.start()

@@ -351,31 +351,6 @@ def test_killed_shim_is_cleaned_up(daemon):
         daemon.ctr("containers", "rm", cid, check=False)
 
 
-def _delete_in_shim(d, cid):
-    """What a task delete does in the shim, without the daemon's part after it."""
-    import asyncio
-
-    from corral.api.containerd.runtime.v2.task import shim_pb2
-    from corral.ttrpc.client import Client as TtrpcClient
-    bundle = os.path.join(d.state, "io.containerd.runtime.v2.task", "default", cid)
-    with open(os.path.join(bundle, "address")) as f:
-        address = f.read().strip()
-
-    async def delete():
-        c = await TtrpcClient.connect(address, timeout=5)
-        try:
-            md = {"containerd-namespace-ttrpc": "default"}
-            # the shim deletes only a process it has seen exit (a SIGKILL just sent may be news)
-            await c.call("containerd.task.v2.Task", "Wait", shim_pb2.WaitRequest(id=cid),
-                         shim_pb2.WaitResponse, timeout=10, metadata=md)
-            await c.call("containerd.task.v2.Task", "Delete", shim_pb2.DeleteRequest(id=cid),
-                         shim_pb2.DeleteResponse, timeout=10, metadata={"containerd-namespace-ttrpc": "default"})
-        finally:
-            await c.close()
-    asyncio.run(delete())
-    return bundle
-
-
 def _until_gone(pid, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -402,7 +377,7 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon, runtime):
         shim = _shim_of(daemon, pid)
         daemon.stop(signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
-        bundle = _delete_in_shim(daemon, cid)
+        bundle = daemon.delete_in_shim(cid)
         daemon.start()
         assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
         _until_gone(shim)
@@ -428,7 +403,7 @@ def test_delete_of_a_task_its_shim_no_longer_holds(daemon, runtime):
         shim = _shim_of(daemon, pid)
         daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid)
         wait_status(daemon, cid, "STOPPED")
-        bundle = _delete_in_shim(daemon, cid)
+        bundle = daemon.delete_in_shim(cid)
         from corral.client import Client, ClientError
         with Client(daemon.sock) as c:  # (ctr's delete stops at its Get, which finds no task)
             with pytest.raises(ClientError) as e:
