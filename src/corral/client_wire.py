@@ -329,15 +329,19 @@ class _Connection:
 
     def write(self, data):
         with self.wlock:
-            if self._pending_preface:
-                data = self._pending_preface + data
-                self._pending_preface = b""
-            try:
-                self.sock.sendall(data)
-            except OSError as e:
-                with self.cv:
-                    self._die(ClientError("UNAVAILABLE", f"sending to corrald failed: {e.strerror or e}"))
-                raise self.dead from None
+            self._send_locked(data)
+
+    def _send_locked(self, data):
+        """Send (holding wlock), the connection preface first if it has not gone yet."""
+        if self._pending_preface:
+            data = self._pending_preface + data
+            self._pending_preface = b""
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            with self.cv:
+                self._die(ClientError("UNAVAILABLE", f"sending to corrald failed: {e.strerror or e}"))
+            raise self.dead from None
 
     def _flush(self):
         """Send the control frames queued while holding cv (called without it)."""
@@ -379,16 +383,7 @@ class _Connection:
             frames = self._header_frames(sid, block, end and first is None)
             if msg is not None:
                 frames += _frame(_DATA, _END_STREAM if end else 0, sid, msg)
-            data = frames
-            if self._pending_preface:
-                data = self._pending_preface + data
-                self._pending_preface = b""
-            try:
-                self.sock.sendall(data)
-            except OSError as e:
-                with self.cv:
-                    self._die(ClientError("UNAVAILABLE", f"sending to corrald failed: {e.strerror or e}"))
-                raise self.dead from None
+            self._send_locked(frames)
         if first is not None and msg is None:
             self.send(st, first, end)
         return st

@@ -134,6 +134,19 @@ class ClientStream:
         return msg
 
 
+def _request(service, method, message, timeout, metadata):
+    """The request frame's message: the first (or only) message, deadline and metadata."""
+    req = Request(service=service, method=method)
+    if message is not None:
+        req.payload = message.SerializeToString()
+    if timeout:
+        req.timeout_nano = int(timeout * 1e9)
+    for key, values in (metadata or {}).items():
+        for value in [values] if isinstance(values, str) else values:
+            req.metadata.append(KeyValue(key=key, value=value))
+    return req
+
+
 class Client:
     def __init__(self, reader, writer):
         self._reader = reader
@@ -157,12 +170,7 @@ class Client:
         """One unary call; returns a response_cls message or raises TtrpcError."""
         if self._closed:
             raise self._closed
-        req = Request(service=service, method=method, payload=request.SerializeToString())
-        if timeout:
-            req.timeout_nano = int(timeout * 1e9)
-        for key, values in (metadata or {}).items():
-            for value in [values] if isinstance(values, str) else values:
-                req.metadata.append(KeyValue(key=key, value=value))
+        req = _request(service, method, request, timeout, metadata)
         stream_id = self._next_id
         self._next_id += 2
         frame = codec.encode(stream_id, codec.TYPE_REQUEST, req.SerializeToString())
@@ -192,14 +200,7 @@ class Client:
         (the only one when not client_streaming). Returns a ClientStream."""
         if self._closed:
             raise self._closed
-        req = Request(service=service, method=method)
-        if request is not None:
-            req.payload = request.SerializeToString()
-        if timeout:
-            req.timeout_nano = int(timeout * 1e9)
-        for key, values in (metadata or {}).items():
-            for value in [values] if isinstance(values, str) else values:
-                req.metadata.append(KeyValue(key=key, value=value))
+        req = _request(service, method, request, timeout, metadata)
         stream_id = self._next_id
         self._next_id += 2
         deadline = asyncio.get_running_loop().time() + timeout if timeout else None
