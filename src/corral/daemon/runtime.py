@@ -81,8 +81,7 @@ class Shim:
 
     def finish(self, pending, response_cls, alive=None, cancel_with=None):
         try:
-            data = self.client.finish(pending, alive, cancel_with) if cancel_with is not None else \
-                self.client.finish(pending, alive)
+            data = self.client.finish(pending, alive, cancel_with)
         except Unavailable as e:
             if self.on_gone is None or not _is_gone(e):
                 raise

@@ -128,10 +128,7 @@ class Tasks:
         cancel_with(callback) registers a callback for that (no polling), or alive() says so."""
         shim = self.shim(ns, cid)
         pending = shim.start("Wait", shim_pb2.WaitRequest(id=cid, exec_id=exec_id), timeout=WAIT_FOREVER)
-        if cancel_with is not None:
-            resp = shim.finish(pending, shim_pb2.WaitResponse, cancel_with=cancel_with)
-        else:
-            resp = shim.finish(pending, shim_pb2.WaitResponse, alive)
+        resp = shim.finish(pending, shim_pb2.WaitResponse, alive, cancel_with)
         return tasks_pb2.WaitResponse(exit_status=resp.exit_status, exited_at=resp.exited_at)
 
 
