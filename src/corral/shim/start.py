@@ -100,6 +100,7 @@ def start_server(flags, bundle, opts, env, fork=True):
     import fcntl
 
     from corral.shim.options import save_raw
+    from corral.ttrpc.sockets import listen_private
 
     cid = flags.id
     save_raw(bundle, opts)
@@ -120,12 +121,7 @@ def start_server(flags, bundle, opts, env, fork=True):
             pass
         sock = unix_socket()
         try:
-            old = os.umask(0o177)
-            try:
-                sock.bind(path)
-            finally:
-                os.umask(old)
-            sock.listen(128)
+            listen_private(sock, path, 128)
             pid = _via_zygote(flags, sock, path, group, bundle, env, reap=not fork)
             if pid is None:
                 if not fork:

@@ -195,6 +195,8 @@ def main(argv=None):
     import socket
     import time
 
+    from corral.ttrpc.sockets import listen_private
+
     argv = sys.argv[1:] if argv is None else argv
     address = argv[0]
     path = zygote_path(address)
@@ -212,13 +214,7 @@ def main(argv=None):
         os.unlink(path)
     except FileNotFoundError:
         pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(old)
-    listener.listen(64)
+    listener = listen_private(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, 64)
     signal.signal(signal.SIGCHLD, _reap)
     _ENVIRON.update(os.environ)
     gc.freeze()  # keep the collector from writing to (and so copying) the shared pages

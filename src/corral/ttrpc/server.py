@@ -20,6 +20,7 @@ _TRACE = bool(os.environ.get('CORRAL_TTRPC_TRACE'))
 
 from corral.api.ttrpc.ttrpc_pb2 import Request, Response
 from corral.ttrpc import codec
+from corral.ttrpc.sockets import listen_private
 from corral.ttrpc.errors import (DEADLINE_EXCEEDED, FAILED_PRECONDITION, INTERNAL, INVALID_ARGUMENT,
                                  RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNKNOWN, ConnectionClosed, TtrpcError)
 
@@ -120,13 +121,7 @@ class Server:
     async def serve(self, path=None, sock=None):
         """Listen on a unix socket path (created mode 0600) or an already bound socket."""
         if sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            old = os.umask(0o177)
-            try:
-                sock.bind(path)
-            finally:
-                os.umask(old)
-            sock.listen(128)
+            sock = listen_private(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, 128)
         server = await asyncio.start_unix_server(self._connection, sock=sock)
         self._servers.append(server)
         return server
