@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.conftest import IMAGE, Runner, leftovers
 from tests.helpers.corrald import Corrald
+from tests.helpers.procs import process_ended
 
 
 def uname(prefix="r"):
@@ -120,15 +121,6 @@ def test_policies_survive_a_daemon_sigkill(own_daemon):
     assert _runs(corral, quiet) == 1
 
 
-def _dead(pid):
-    """Gone, or a zombie its new parent (init) has not reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
 def test_exits_while_the_daemon_was_down_show_in_ps(own_daemon):
     """A container that exits while corrald is down (its shim keeps the status), and one
     whose shim is killed too (the clean-up at start-up tells 137): after the restart, ps,
@@ -158,6 +150,6 @@ def test_exits_while_the_daemon_was_down_show_in_ps(own_daemon):
     line = {n: l for l in ps.splitlines() for n in (quits, lost) if n in l}
     assert "Exited (3)" in line[quits] and "Exited (137)" in line[lost], ps
     assert corral("wait", lost).stdout.strip() == "137"
-    _until(lambda: _dead(pid), timeout=10, what="the orphaned container to be killed by the clean-up")
+    _until(lambda: process_ended(pid), timeout=10, what="the orphaned container to be killed by the clean-up")
     corral("rm", quits, lost)
     assert corral("ps", "-a", "-q").stdout.split() == []

@@ -12,6 +12,7 @@ import pytest
 
 from corral.client import Client, ClientError
 from tests.helpers.corrald import Corrald
+from tests.helpers.procs import process_ended
 
 # the runtime state root is shared by every daemon here: names unique to this run
 SUFFIX = uuid.uuid4().hex[:8]
@@ -210,13 +211,18 @@ def test_a_task_left_created_by_a_crash_is_started_at_start_up(daemon):
     _until(lambda: _status(daemon, N("r-cut")) == 2, timeout=10, what="the task started again")
 
 
-def _dead(pid):
-    """Gone, or a zombie not reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+def _taskless_shim_after_daemon_sigkill(daemon, name):
+    """An `always` container's first run; then corrald SIGKILLed between its delete in the
+    shim and the shim's shutdown (the container exited meanwhile): (its log, the shim's pid)."""
+    log = _run(daemon, name, "always", "echo run; exec sleep 60")
+    _until(lambda: _lines(log) == ["run\n"], what="the first run")
+    pid = _task(daemon, name).pid
+    with open(f"/proc/{pid}/stat") as f:
+        shim = int(f.read().rsplit(")", 1)[1].split()[1])
+    daemon.stop(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    daemon.delete_in_shim(name)  # what the killed daemon's delete got done
+    return log, shim
 
 
 def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon):
@@ -226,18 +232,11 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon):
     is shut down and its bundle removed, and the task is made again (the monitor used to get
     ALREADY_EXISTS for ever)."""
     name = N("r-gap")
-    log = _run(daemon, name, "always", "echo run; exec sleep 60")
-    _until(lambda: _lines(log) == ["run\n"], what="the first run")
-    pid = _task(daemon, name).pid
-    with open(f"/proc/{pid}/stat") as f:
-        shim = int(f.read().rsplit(")", 1)[1].split()[1])
-    daemon.stop(signal.SIGKILL)
-    os.kill(pid, signal.SIGKILL)
-    daemon.delete_in_shim(name)  # what the killed daemon's delete got done
+    log, shim = _taskless_shim_after_daemon_sigkill(daemon, name)
     daemon.start()
     _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run after the daemon came back")
     _until(lambda: _status(daemon, N("r-gap")) == 2, what="the new task running")
-    _until(lambda: _dead(shim), timeout=10, what="the task-less shim to exit")
+    _until(lambda: process_ended(shim), timeout=10, what="the task-less shim to exit")
     assert "ALREADY_EXISTS" not in daemon.log_text()
 
 
@@ -246,14 +245,7 @@ def test_a_task_less_shim_settled_after_start_up_is_made_again(daemon):
     UNKNOWN, the shim is cleaned up once it answers, and the monitor then applies start-up
     rules to the container (a later check would otherwise leave a missing task alone)."""
     name = N("r-late")
-    log = _run(daemon, name, "always", "echo run; exec sleep 60")
-    _until(lambda: _lines(log) == ["run\n"], what="the first run")
-    pid = _task(daemon, name).pid
-    with open(f"/proc/{pid}/stat") as f:
-        shim = int(f.read().rsplit(")", 1)[1].split()[1])
-    daemon.stop(signal.SIGKILL)
-    os.kill(pid, signal.SIGKILL)
-    daemon.delete_in_shim(name)
+    log, shim = _taskless_shim_after_daemon_sigkill(daemon, name)
     os.kill(shim, signal.SIGSTOP)
     try:
         daemon.start()
@@ -262,4 +254,4 @@ def test_a_task_less_shim_settled_after_start_up_is_made_again(daemon):
         os.kill(shim, signal.SIGCONT)
     _until(lambda: _lines(log) == ["run\n", "run\n"], what="a run once the shim was settled")
     _until(lambda: _status(daemon, name) == 2, what="the new task running")
-    _until(lambda: _dead(shim), timeout=10, what="the task-less shim to exit")
+    _until(lambda: process_ended(shim), timeout=10, what="the task-less shim to exit")

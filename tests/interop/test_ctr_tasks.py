@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from tests.helpers.corrald import Corrald
+from tests.helpers.procs import process_ended
 
 IMAGE = "docker.io/library/busybox:latest"
 
@@ -354,11 +355,7 @@ def test_killed_shim_is_cleaned_up(daemon):
 def _until_gone(pid, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except OSError:
+        if process_ended(pid):
             return
         time.sleep(0.1)
     raise AssertionError(f"process {pid} is still there")
