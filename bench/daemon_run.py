@@ -11,7 +11,6 @@ stack: corrald with corral's shim, containerd with its runc shim).
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 

@@ -116,7 +116,7 @@ class Applier:
             for i, comp in enumerate(parts):
                 try:
                     nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                except (FileNotFoundError, NotADirectoryError) as e:
+                except (FileNotFoundError, NotADirectoryError):
                     st = _lstat_at(fd, comp)
                     if st is not None and stat.S_ISLNK(st.st_mode):
                         raise UnsafeLayerError(

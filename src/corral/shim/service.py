@@ -1,7 +1,6 @@
 """containerd.task.v2.Task: the shim's API, for every container of its group."""
 
 import asyncio
-import json
 import os
 
 from corral.api.containerd.events import task_pb2 as ev
