@@ -235,17 +235,9 @@ def _create(ctx, container_id, bundle, pid_file, console_socket, no_pivot, prese
         return c  # state.json has been complete since the pid was known
     except BaseException:
         if stage1_pid:
-            try:
-                os.kill(stage1_pid, SIGKILL)
-            except OSError:
-                pass
-            os.waitpid(stage1_pid, 0)
+            _kill_and_reap(stage1_pid)
         if child_pid:
-            try:
-                os.kill(child_pid, SIGKILL)
-            except OSError:
-                pass
-            os.waitpid(child_pid, 0)
+            _kill_and_reap(child_pid)
         elif c.pid:
             try:
                 os.kill(c.pid, SIGKILL)
@@ -407,6 +399,15 @@ def delete(ctx, container_id, force=False, c=None):
         _kill_leftovers(mgr)
         mgr.destroy()
     remove_state_dir(c.dir)
+
+
+def _kill_and_reap(pid):
+    """End a child of ours that is part of a failed create, and reap it."""
+    try:
+        os.kill(pid, SIGKILL)
+    except OSError:
+        pass
+    os.waitpid(pid, 0)
 
 
 def _kill_leftovers(mgr):
