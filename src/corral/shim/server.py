@@ -13,15 +13,14 @@ GROUP_LINGER = 3.0  # a group's shim waits this long after its last container, f
 
 def serve(flags, sock, path, group):
     sys.modules.setdefault("ssl", None)  # asyncio imports ssl only to support TLS: not needed here
-    import asyncio
-
     from corral.oci.linux import syscalls as sc
+    from corral.shim.loop import run
 
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     set_name(PROCESS_NAME)
     one_malloc_arena()
     try:
-        asyncio.run(_main(flags, sock, path, group))
+        run(_main(flags, sock, path, group))
     finally:
         _remove_socket(path)
     return 0
@@ -73,6 +72,7 @@ def serve_spare(chan, take_job):
     import asyncio
 
     from corral.oci.linux import syscalls as sc
+    from corral.shim.loop import run
 
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     set_name(SPARE_NAME)
@@ -93,7 +93,7 @@ def serve_spare(chan, take_job):
         await _main(flags, sock, path, group, reaper)
 
     try:
-        asyncio.run(main())
+        run(main())
     finally:
         if path:
             _remove_socket(path)

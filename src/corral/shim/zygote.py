@@ -90,6 +90,7 @@ def _preload():
     import corral.api.containerd.services.events.ttrpc.v1.events_pb2  # noqa: F401
     import corral.api.runtimeoptions.v1.api_pb2  # noqa: F401
     import corral.shim.events  # noqa: F401
+    import corral.shim.loop  # noqa: F401
     import corral.shim.main  # noqa: F401
     import corral.shim.oom  # noqa: F401
     import corral.shim.reaper  # noqa: F401
@@ -130,6 +131,7 @@ def _warm():
 
     from corral.api.containerd.runtime.v2.task import shim_pb2 as pb
     from corral.shim.events import Publisher
+    from corral.shim.loop import ShimLoop
     from corral.shim.reaper import Reaper
     from corral.shim.service import SERVICE, TaskService
     from corral.ttrpc.client import Client
@@ -169,7 +171,7 @@ def _warm():
 
     tmp = tempfile.mkdtemp(prefix="corral-zygote-")
     try:
-        asyncio.run(asyncio.wait_for(run(os.path.join(tmp, "s")), 5))
+        ShimLoop().run(asyncio.wait_for(run(os.path.join(tmp, "s")), 5))
     except Exception:
         pass  # only a warm-up: the servers do the same work cold
     finally:

@@ -11,7 +11,7 @@ increasing stream ids), with metadata and deadlines; error statuses are raised a
 import asyncio
 
 from corral.api.ttrpc.ttrpc_pb2 import KeyValue, Request, Response
-from corral.ttrpc import codec
+from corral.ttrpc import codec, sockio
 from corral.ttrpc.errors import (DEADLINE_EXCEEDED, FAILED_PRECONDITION, INTERNAL, ConnectionClosed,
                                  TtrpcError)
 
@@ -163,8 +163,8 @@ class Client:
             path = path[len("unix://"):]
         if path.startswith("@"):
             path = "\0" + path[1:]
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
-        return cls(reader, writer)
+        conn = await asyncio.wait_for(sockio.connect_unix(path, timeout), timeout)
+        return cls(conn, conn)
 
     async def call(self, service, method, request, response_cls, timeout=None, metadata=None):
         """One unary call; returns a response_cls message or raises TtrpcError."""

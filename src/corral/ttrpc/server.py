@@ -1,5 +1,6 @@
-"""A ttrpc server on asyncio: methods registered per service, each request handled in its own
-task, deadlines from the request's timeout_nano, errors as google.rpc.Status.
+"""A ttrpc server on asyncio (any loop with add_reader/add_writer: see sockio): methods
+registered per service, each request handled in its own task, deadlines from the request's
+timeout_nano, errors as google.rpc.Status.
 
 Unary methods are (request class, async handler(ctx, request) -> response). Streaming methods
 are StreamMethod(request class, async handler(ctx, stream), client_streaming, server_streaming):
@@ -19,7 +20,7 @@ import time
 _TRACE = bool(os.environ.get('CORRAL_TTRPC_TRACE'))
 
 from corral.api.ttrpc.ttrpc_pb2 import Request, Response
-from corral.ttrpc import codec
+from corral.ttrpc import codec, sockio
 from corral.ttrpc.sockets import listen_private
 from corral.ttrpc.errors import (DEADLINE_EXCEEDED, FAILED_PRECONDITION, INTERNAL, INVALID_ARGUMENT,
                                  RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNKNOWN, ConnectionClosed, TtrpcError)
@@ -109,7 +110,7 @@ class ServerStream:
 class Server:
     def __init__(self):
         self.methods = {}  # (service, method) -> (request class, async handler(ctx, request))
-        self._servers = []
+        self._listeners = []
         self._conns = set()
 
     def register(self, service, methods):
@@ -122,18 +123,16 @@ class Server:
         """Listen on a unix socket path (created mode 0600) or an already bound socket."""
         if sock is None:
             sock = listen_private(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, 128)
-        server = await asyncio.start_unix_server(self._connection, sock=sock)
-        self._servers.append(server)
-        return server
+        listener = sockio.Listener(sock, lambda conn: self._connection(conn, conn))
+        self._listeners.append(listener)
+        return listener
 
     async def close(self):
-        for server in self._servers:
-            server.close()
+        for listener in self._listeners:
+            listener.close()
         for writer in list(self._conns):
             writer.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers = []
+        self._listeners = []
 
     async def _connection(self, reader, writer):
         self._conns.add(writer)
