@@ -15,6 +15,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 
@@ -452,3 +453,38 @@ def test_crun_as_binary_name(ctrd, cid, tmpdir_root):
         remove(ctrd, cid)
     wait_for(lambda: not shim_pids(ctrd), "the shims to exit")
     assert mounts_below(ctrd.dir) == []
+
+
+FD_RECORDER = """#!{python} -S
+import os, sys
+fds = os.listdir("/proc/self/fd")  # its own fd is gone once the list is made
+with open({record!r}, "a") as out:
+    for fd in fds:
+        try:
+            out.write(fd + " " + os.readlink("/proc/self/fd/" + fd) + "\\n")
+        except OSError:
+            pass
+os.execvp("runc", ["runc"] + sys.argv[1:])
+"""
+
+
+def test_runtime_gets_only_its_stdio(ctrd, cid, tmpdir_root):
+    """The runtime binary starts with fds 0-2 only: none of the shim's own (its ttrpc socket,
+    the daemon connection, other containers' pipes) leaks into runc and so towards containers."""
+    record = os.path.join(tmpdir_root, "fds")
+    wrapper = os.path.join(tmpdir_root, "runc-fds")
+    with open(wrapper, "w") as f:
+        f.write(FD_RECORDER.format(python=sys.executable, record=record))
+    os.chmod(wrapper, 0o755)
+    config = os.path.join(tmpdir_root, "fds.toml")
+    with open(config, "w") as f:
+        f.write(f'BinaryName = "{wrapper}"\n')
+    res = ctrd.ctr("run", "--rm", "--runtime", RUNTIME, "--runtime-config-path", config, ctrd.image, cid,
+                   "echo", "fds", check=False)
+    assert (res.returncode, res.stdout) == (0, "fds\n"), res.stderr
+    with open(record) as f:
+        fds = [line.split(" ", 1) for line in f.read().splitlines()]
+    assert fds, "the wrapper did not run"
+    leaked = [(fd, target) for fd, target in fds if int(fd) > 2 and target != record]
+    assert leaked == [], leaked
+    wait_for(lambda: not shim_pids(ctrd), "the shim to exit")

@@ -100,17 +100,14 @@ async def wait_readable(loop, fd, timeout):
         loop.remove_reader(fd)
 
 
-async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, stdout=None, stderr=None,
-                      env=None, timeout=120, in_process=False):
+async def run_command(reaper, argv, stdin_data=None, stdin=None, stdout=None, stderr=None, timeout=120,
+                      in_process=False):
     """Run a command with the reaper as its only waiter; returns (exit status, stdout, stderr)
     (captured when stdout/stderr are not given as fds). in_process: argv is corral-runc's
     command line, run in a forked child (see inproc.py)."""
     loop = reaper.loop
     pipes = {}
-    if in_process:
-        proc = _fork_runtime(argv, stdin_data, stdin, stdout, stderr)
-    else:
-        proc = _popen(argv, stdin_data, pass_fds, stdin, stdout, stderr, env)
+    proc = _start(argv, stdin_data, stdin, stdout, stderr, in_process)
     exited = reaper.wait(proc.pid)  # registered before any SIGCHLD handler can run
     if stdin_data is not None:
         proc.stdin.write(stdin_data)
@@ -136,21 +133,6 @@ async def run_command(reaper, argv, stdin_data=None, pass_fds=(), stdin=None, st
     return status, out.get("stdout", b""), out.get("stderr", b"")
 
 
-def _popen(argv, stdin_data, pass_fds, stdin, stdout, stderr, env):
-    import subprocess
-
-    if stdin is None:
-        stdin = subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE if stdout is None else stdout,
-                                stderr=subprocess.PIPE if stderr is None else stderr, pass_fds=pass_fds,
-                                env=env, close_fds=True)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot run {argv[0]}: {e.strerror}") from None
-    proc.returncode = 0  # we reap it ourselves: keep subprocess from waiting on it
-    return proc
-
-
 class _Forked:
     """What run_command needs of a child: pid and the parent's ends of its pipes."""
 
@@ -158,10 +140,17 @@ class _Forked:
         self.pid, self.stdin, self.stdout, self.stderr = pid, stdin, stdout, stderr
 
 
-def _fork_runtime(argv, stdin_data, stdin, stdout, stderr):
+# what a fresh interpreter or Go program expects, where Python ignores them
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _start(argv, stdin_data, stdin, stdout, stderr, in_process):
+    """The child, with the given fds (or new pipes, or /dev/null for stdin) as its stdio.
+    A binary is started with posix_spawn: no subprocess code runs in the server (each object
+    it touches after the fork from the zygote costs the server a private page)."""
     from corral.shim import inproc
 
-    mine, theirs = {}, []  # our pipe ends by name; the child's ends, closed here after fork
+    mine, theirs = {}, []  # our pipe ends by name; the child's ends, closed here after the start
     try:
         fds = []
         for name, given in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
@@ -177,7 +166,14 @@ def _fork_runtime(argv, stdin_data, stdin, stdout, stderr):
                 theirs.append(child)
                 mine[name] = parent
                 fds.append(child)
-        pid = inproc.spawn(argv, *fds)
+        if in_process:
+            pid = inproc.spawn(argv, *fds)
+        else:
+            try:
+                pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULT_SIGNALS,
+                                      file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)])
+            except OSError as e:
+                raise OSError(e.errno, f"cannot run {argv[0]}: {e.strerror}") from None
     except BaseException:
         for fd in list(mine.values()):
             os.close(fd)

@@ -335,6 +335,7 @@ def _take_job(data, fds):
     params = marshal.loads(data)
     os.dup2(fds[1], 2)
     os.close(fds[1])
+    os.set_inheritable(fds[0], False)  # SCM_RIGHTS gave it without close-on-exec
     flags = _apply(params)
     return flags, socket.socket(fileno=fds[0]), params["path"], params["group"]
 
@@ -375,6 +376,7 @@ def _child(params, sock_fd, log_fd):
     code = 1
     try:
         _detach(log_fd)
+        os.set_inheritable(sock_fd, False)  # SCM_RIGHTS gave it without close-on-exec
         flags = _apply(params)
         from corral.shim.server import serve
 
