@@ -1,4 +1,5 @@
-"""ttrpc: the frame codec, and our client against our server on a real unix socket."""
+"""ttrpc: the frame codec, and our client against our server on a real unix socket, on asyncio's
+loop (as in corrald) and on the shim's own loop (corral.shim.loop)."""
 
 import asyncio
 import os
@@ -10,12 +11,24 @@ import tempfile
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
-from corral.ttrpc import codec
+from corral.shim.loop import ShimLoop
+from corral.ttrpc import codec, sockio
+from corral.ttrpc.sockets import listen_private
 from corral.ttrpc.client import Client
 from corral.ttrpc.errors import (DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNKNOWN,
                                  ConnectionClosed, TtrpcError)
 from corral.ttrpc.server import Server, StreamMethod
 from corral.api.ttrpc.ttrpc_pb2 import Request, Response
+
+
+RUN = [asyncio.run]  # how a test runs its coroutine: set per test by the loop fixture
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "shimloop"])
+def loop_kind(request):
+    RUN[0] = asyncio.run if request.param == "asyncio" else (lambda coro: ShimLoop().run(coro))
+    yield request.param
+    RUN[0] = asyncio.run
 
 
 def test_header_layout():
@@ -45,7 +58,7 @@ def test_read_frame_and_oversized_skip():
         assert await codec.read_frame(reader) == (7, codec.TYPE_DATA, codec.FLAG_NO_DATA, b"")
         with pytest.raises(asyncio.IncompleteReadError):
             await codec.read_frame(reader)
-    asyncio.run(main())
+    RUN[0](main())
 
 
 SERVICE = "corral.test.Echo"
@@ -94,7 +107,7 @@ def run_with_server(sockdir, body):
         finally:
             await client.close()
             await server.close()
-    return asyncio.run(main())
+    return RUN[0](main())
 
 
 def test_unary_call_with_metadata(sockdir):
@@ -139,7 +152,7 @@ def test_errors_carry_status(sockdir):
 def test_deadline_is_sent_and_enforced(sockdir):
     async def body(client, path):
         # the server enforces the request's timeout_nano even if the client waits longer
-        reader, writer = await asyncio.open_unix_connection(path)
+        reader = writer = await sockio.connect_unix(path, 5)
         req = Request(service=SERVICE, method="Slow", payload=StringValue(value="5").SerializeToString(),
                       timeout_nano=100_000_000)
         writer.write(codec.encode(1, codec.TYPE_REQUEST, req.SerializeToString()))
@@ -162,7 +175,7 @@ def test_message_size_limit(sockdir):
             await client.call(SERVICE, "Echo", StringValue(value="x" * (codec.MESSAGE_LENGTH_MAX + 1)), StringValue)
         assert e.value.code == RESOURCE_EXHAUSTED
         # an oversized frame from a peer is answered with an error and skipped
-        reader, writer = await asyncio.open_unix_connection(path)
+        reader = writer = await sockio.connect_unix(path, 5)
         writer.write(struct.pack(">IIBB", codec.MESSAGE_LENGTH_MAX + 1, 9, 1, 0) + b"q" * (codec.MESSAGE_LENGTH_MAX + 1))
         req = Request(service=SERVICE, method="Echo", payload=StringValue(value="after").SerializeToString())
         writer.write(codec.encode(11, codec.TYPE_REQUEST, req.SerializeToString()))
@@ -189,7 +202,7 @@ def test_pending_calls_fail_when_server_goes_away(sockdir):
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(call, 5)
         await client.close()
-    asyncio.run(main())
+    RUN[0](main())
 
 
 def test_serve_on_a_bound_socket(sockdir):
@@ -204,7 +217,7 @@ def test_serve_on_a_bound_socket(sockdir):
         assert (await client.call(SERVICE, "Echo", StringValue(value="b"), StringValue)).value == "b|"
         await client.close()
         await server.close()
-    asyncio.run(main())
+    RUN[0](main())
 
 
 # --- streams -------------------------------------------------------------------------
@@ -260,7 +273,7 @@ def run_with_stream_server(sockdir, body):
         finally:
             await client.close()
             await server.close()
-    return asyncio.run(main())
+    return RUN[0](main())
 
 
 async def collect(stream):
@@ -365,7 +378,7 @@ def test_open_streams_fail_when_the_server_goes_away(sockdir):
         with pytest.raises(ConnectionClosed):
             await client.stream(STREAMS, "Echo", StringValue, client_streaming=True)
         await client.close()
-    asyncio.run(main())
+    RUN[0](main())
 
 
 # --- streams on the wire: what our client sends, what our server sends -----------------
@@ -387,7 +400,8 @@ def test_wire_frames_sent_by_the_client(sockdir):
             except asyncio.IncompleteReadError:
                 writer.close()
         path = os.path.join(sockdir, "w.sock")
-        server = await asyncio.start_unix_server(peer, path)
+        server = sockio.Listener(listen_private(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, 8),
+                                 lambda conn: peer(conn, conn))
         client = await Client.connect(path)
         try:
             bidi = await client.stream(STREAMS, "Echo", StringValue, client_streaming=True, server_streaming=True,
@@ -402,7 +416,6 @@ def test_wire_frames_sent_by_the_client(sockdir):
         finally:
             await client.close()
             server.close()
-            await server.wait_closed()
         (s1, t1, f1, p1), (s2, t2, f2, p2), (s3, t3, f3, p3), (s4, t4, f4, p4), (s5, t5, f5, p5) = frames
         req = Request.FromString(p1)
         assert (s1, t1, f1) == (1, codec.TYPE_REQUEST, codec.FLAG_REMOTE_OPEN)
@@ -414,7 +427,7 @@ def test_wire_frames_sent_by_the_client(sockdir):
         req = Request.FromString(p5)
         assert (s5, t5, f5) == (3, codec.TYPE_REQUEST, codec.FLAG_REMOTE_CLOSED)
         assert StringValue.FromString(req.payload).value == "2"
-    asyncio.run(main())
+    RUN[0](main())
 
 
 def test_wire_frames_sent_by_the_server(sockdir):
@@ -422,7 +435,7 @@ def test_wire_frames_sent_by_the_server(sockdir):
         server = make_stream_server()
         path = os.path.join(sockdir, "ws.sock")
         await server.serve(path)
-        reader, writer = await asyncio.open_unix_connection(path)
+        reader = writer = await sockio.connect_unix(path, 5)
 
         def request(sid, method, payload=None, flags=0):
             req = Request(service=STREAMS, method=method)
@@ -480,4 +493,4 @@ def test_wire_frames_sent_by_the_server(sockdir):
         finally:
             writer.close()
             await server.close()
-    asyncio.run(main())
+    RUN[0](main())
