@@ -11,6 +11,7 @@ about 0.7 MB more private memory than this one (measured, idle), on every contai
 """
 
 import asyncio
+import collections
 import heapq
 import select
 import signal
@@ -34,7 +35,7 @@ def _fileno(fd):
 
 class ShimLoop(asyncio.AbstractEventLoop):
     def __init__(self):
-        self._ready = []
+        self._ready = collections.deque()  # one deque for good: other threads append to it
         self._timers = []  # heap of TimerHandle
         self._cancelled_timers = 0
         self._fds = {}  # fd -> [reader Handle or None, writer Handle or None]
@@ -251,8 +252,9 @@ class ShimLoop(asyncio.AbstractEventLoop):
             timer._scheduled = False
             if not timer.cancelled():
                 self._ready.append(timer)
-        ready, self._ready = self._ready, []
-        for handle in ready:
+        ready = self._ready
+        for _ in range(len(ready)):  # what is added while these run waits for the next step
+            handle = ready.popleft()
             if not handle.cancelled():
                 handle._run()
 
