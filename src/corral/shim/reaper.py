@@ -140,8 +140,8 @@ class _Forked:
         self.pid, self.stdin, self.stdout, self.stderr = pid, stdin, stdout, stderr
 
 
-# what a fresh interpreter or Go program expects, where Python ignores them
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# what a fresh interpreter or Go program expects (Python ignores them): for every program we start
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _start(argv, stdin_data, stdin, stdout, stderr, in_process):
@@ -170,7 +170,7 @@ def _start(argv, stdin_data, stdin, stdout, stderr, in_process):
             pid = inproc.spawn(argv, *fds)
         else:
             try:
-                pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=_DEFAULT_SIGNALS,
+                pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=DEFAULT_SIGNALS,
                                       file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)])
             except OSError as e:
                 raise OSError(e.errno, f"cannot run {argv[0]}: {e.strerror}") from None

@@ -14,7 +14,7 @@ import socket
 import uuid
 from urllib.parse import parse_qsl, urlparse
 
-from corral.shim.reaper import wait_readable
+from corral.shim.reaper import DEFAULT_SIGNALS, wait_readable
 
 CONSOLE_DIR = "/run/containerd/s"
 
@@ -137,7 +137,7 @@ class ProcessIO:
                    (os.POSIX_SPAWN_DUP2, out_r, 3), (os.POSIX_SPAWN_DUP2, err_r, 4),
                    (os.POSIX_SPAWN_DUP2, wait_w, 5)]
         try:
-            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsigdef=DEFAULT_SIGNALS)
         except OSError as e:
             for fd in (out_r, err_r, wait_r, wait_w):
                 os.close(fd)
