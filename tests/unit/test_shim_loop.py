@@ -168,3 +168,46 @@ def test_connection_backpressure_eof_and_close(runner):
         right.close()
         d.close()
     runner(main())
+
+
+@pytest.mark.parametrize("runner", [asyncio.run, run], ids=["asyncio", "shimloop"])
+def test_listener_pauses_while_out_of_fds(runner, tmp_path):
+    """accept() failing with EMFILE leaves the connection pending: the listener must not spin
+    on it, and accepts it once fds are free again."""
+    import resource
+
+    from corral.ttrpc.sockets import listen_private
+
+    async def main():
+        path = str(tmp_path / "s.sock")
+        accepted = asyncio.Event()
+
+        async def on_connection(conn):
+            accepted.set()
+            conn.close()
+        listener = sockio.Listener(listen_private(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, 8),
+                                   on_connection)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        fillers = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+            while True:
+                try:
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+                except OSError:
+                    break
+            client.connect(path)  # no fd is left to accept it with
+            cpu = time.process_time()
+            await asyncio.sleep(0.3)
+            spent = time.process_time() - cpu
+            assert not accepted.is_set()
+        finally:
+            for fd in fillers:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert spent < 0.15, f"the loop spun: {spent:.2f}s of CPU in 0.3s"
+        await asyncio.wait_for(accepted.wait(), 3)
+        client.close()
+        listener.close()
+    runner(main())

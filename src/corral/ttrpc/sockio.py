@@ -201,11 +201,17 @@ class Listener:
                 conn, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return  # EMFILE and the like: the next readiness tries again
+            except OSError:  # out of fds (EMFILE) and the like: pause, rather than spin on it
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(1.0, self._resume)
+                return
             task = self._loop.create_task(self._on_connection(Connection(conn, self._loop)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _resume(self):
+        if self._sock.fileno() >= 0:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def close(self):
         if self._sock.fileno() >= 0:
