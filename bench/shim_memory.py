@@ -17,8 +17,10 @@ SHIMS = (b"containerd-shim-runc-v2", b"containerd-shim-corral-v2")
 
 
 def shim_memory(ctrd):
-    """(count, PSS kB, RSS kB) summed over the shims of this containerd."""
+    """(count, PSS kB, RSS kB) summed over the shims of this containerd, and the kB of PSS and
+    private dirty pages per kind of process (runc's shims; our servers, spare and zygote)."""
     n = pss = rss = 0
+    kinds = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -37,7 +39,14 @@ def shim_memory(ctrd):
         n += 1
         pss += fields["Pss:"]
         rss += fields["Rss:"]
-    return n, pss, rss
+        kind = comm.decode()  # containerd-shim (runc's), corral-shim (a server), corral-spare
+        if kind not in ("corral-shim", "corral-spare") and b"corral.shim.zygote" in argv:
+            kind = "zygote"
+        totals = kinds.setdefault(kind, [0, 0, 0])
+        totals[0] += 1
+        totals[1] += fields["Pss:"]
+        totals[2] += fields["Private_Dirty:"]
+    return n, pss, rss, kinds
 
 
 def measure(ctrd, image, name, count, args):
@@ -74,11 +83,16 @@ def main():
             ("corral-pod", corral + ["--annotation", "io.kubernetes.cri.sandbox-id=bench-pod"]),
         ]
         results = {name: measure(ctrd, image, name, count, args) for name, args in cases}
-        _, base_pss, base_rss = results["runc"]
+        _, base_pss, base_rss, _ = results["runc"]
         print(f"shim memory with {count} sleep containers (per container):")
-        for name, (n, pss, rss) in results.items():
+        for name, (n, pss, rss, _) in results.items():
             print(f"  {name:11s} {n:3d} shim(s)  PSS {pss / count / 1024:6.2f} MB (ratio {pss / base_pss:5.2f})"
                   f"  RSS {rss / count / 1024:6.2f} MB (ratio {rss / base_rss:5.2f})")
+        print("by process (mean per process):")
+        for name, (_, _, _, kinds) in results.items():
+            for kind, (k, pss, private) in sorted(kinds.items()):
+                print(f"  {name:11s} {k:3d} x {kind:24s} PSS {pss / k / 1024:6.2f} MB"
+                      f"  private dirty {private / k / 1024:6.2f} MB")
     finally:
         ctrd.cleanup()
 
