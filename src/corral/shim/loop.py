@@ -13,9 +13,9 @@ about 0.7 MB more private memory than this one (measured, idle), on every contai
 import asyncio
 import collections
 import heapq
+import os
 import select
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -41,10 +41,9 @@ class ShimLoop(asyncio.AbstractEventLoop):
         self._fds = {}  # fd -> [reader Handle or None, writer Handle or None]
         self._epoll = select.epoll()
         self._signals = {}  # signum -> Handle
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
+        # the wakeup pipe: signal numbers (set_wakeup_fd), and 0 from call_soon_threadsafe
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._running = False
         self._closed = False
 
@@ -76,7 +75,7 @@ class ShimLoop(asyncio.AbstractEventLoop):
     def call_soon_threadsafe(self, callback, *args, context=None):
         handle = self.call_soon(callback, *args, context=context)
         try:
-            self._wake_w.send(b"\0")
+            os.write(self._wake_w, b"\0")
         except OSError:
             pass  # full: the loop wakes anyway
         return handle
@@ -186,7 +185,7 @@ class ShimLoop(asyncio.AbstractEventLoop):
 
     def _read_wakeups(self):
         try:
-            data = self._wake_r.recv(4096)
+            data = os.read(self._wake_r, 4096)
         except OSError:
             return
         for signum in data:
@@ -202,7 +201,7 @@ class ShimLoop(asyncio.AbstractEventLoop):
         if self._closed:
             raise RuntimeError("the loop is closed")
         events._set_running_loop(self)
-        old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         self._running = True
         task = self.create_task(main)
         try:
@@ -238,7 +237,7 @@ class ShimLoop(asyncio.AbstractEventLoop):
         for fd, mask in self._epoll.poll(-1 if timeout is None else timeout):
             entry = self._fds.get(fd)
             if entry is None:
-                if fd == self._wake_r.fileno():
+                if fd == self._wake_r:
                     self._read_wakeups()
                 continue
             reader, writer = entry
@@ -265,8 +264,8 @@ class ShimLoop(asyncio.AbstractEventLoop):
         for sig in list(self._signals):
             self.remove_signal_handler(sig)
         self._epoll.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         self._ready.clear()
         self._timers.clear()
         self._fds.clear()
