@@ -105,15 +105,12 @@ async def _receive_job(loop, chan):
     import array
     import socket
 
-    fut = loop.create_future()
-    loop.add_reader(chan.fileno(), lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(chan.fileno())
+    from corral.shim.reaper import wait_readable
+
+    await wait_readable(loop, chan.fileno(), None)
     fds = array.array("i")
-    try:
-        data, ancdata, _, _ = chan.recvmsg(1 << 20, socket.CMSG_SPACE(2 * fds.itemsize))
+    try:  # close-on-exec, as the zygote received them
+        data, ancdata, _, _ = chan.recvmsg(1 << 20, socket.CMSG_SPACE(2 * fds.itemsize), socket.MSG_CMSG_CLOEXEC)
     except OSError:
         return None
     finally:

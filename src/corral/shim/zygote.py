@@ -241,7 +241,9 @@ def main(argv=None):
                 conn.settimeout(5)
                 fds = array.array("i")
                 try:
-                    data, ancdata, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(2 * fds.itemsize))
+                    # close-on-exec: nothing a server runs may inherit its socket or log
+                    data, ancdata, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(2 * fds.itemsize),
+                                                       socket.MSG_CMSG_CLOEXEC)
                     while chunk := conn.recv(1 << 16):
                         data += chunk
                     for level, ctype, cdata in ancdata:
@@ -335,7 +337,6 @@ def _take_job(data, fds):
     params = marshal.loads(data)
     os.dup2(fds[1], 2)
     os.close(fds[1])
-    os.set_inheritable(fds[0], False)  # SCM_RIGHTS gave it without close-on-exec
     flags = _apply(params)
     return flags, socket.socket(fileno=fds[0]), params["path"], params["group"]
 
@@ -376,7 +377,6 @@ def _child(params, sock_fd, log_fd):
     code = 1
     try:
         _detach(log_fd)
-        os.set_inheritable(sock_fd, False)  # SCM_RIGHTS gave it without close-on-exec
         flags = _apply(params)
         from corral.shim.server import serve
 
