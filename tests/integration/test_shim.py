@@ -83,6 +83,13 @@ class Shim:
     def call(self, method, req, resp_cls=Empty, timeout=30):
         return self.client.call(TASK, method, req, resp_cls, timeout=timeout)
 
+    async def kill_and_shutdown(self, all_=False):
+        """The end of a test's running task: SIGKILL, its exit, Delete, then Shutdown."""
+        await self.call("Kill", pb.KillRequest(id=self.cid, signal=9, all=all_))
+        await self.call("Wait", pb.WaitRequest(id=self.cid), pb.WaitResponse)
+        await self.call("Delete", pb.DeleteRequest(id=self.cid), pb.DeleteResponse)
+        await self.call("Shutdown", pb.ShutdownRequest(id=self.cid))
+
     async def close(self):
         await self.client.close()
         if self.events_server:
@@ -308,10 +315,7 @@ def test_stdin_fifo_close_io_and_update(shim_env, tmpdir_root):
                 out += chunk or b""
                 await asyncio.sleep(0.05)
             assert out == b"HELLO FIFO\ndone\n"
-            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
-            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
-            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
-            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+            await shim.kill_and_shutdown()
         finally:
             os.close(w)
             os.close(r)
@@ -412,10 +416,7 @@ def test_stdin_nobody_reads_does_not_stall_the_shim(shim_env, tmpdir_root):
             t = time.monotonic()
             state = await shim.call("State", pb.StateRequest(id=shim.cid), pb.StateResponse, timeout=5)
             assert state.status == RUNNING and time.monotonic() - t < 2
-            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
-            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
-            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
-            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+            await shim.kill_and_shutdown()
         finally:
             os.close(w)
             await shim.close()
@@ -480,10 +481,7 @@ def test_exec_delete_waits_for_the_exit_event(shim_env, tmpdir_root):
             deleted = await shim.call("Delete", pb.DeleteRequest(id=shim.cid, exec_id="bg"), pb.DeleteResponse)
             assert deleted.exit_status == 6
             assert shim.topics().count("/tasks/exit") == 1  # published before Delete answered
-            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9, all=True))
-            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
-            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
-            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+            await shim.kill_and_shutdown(all_=True)
         finally:
             await shim.close()
     run(body())
@@ -546,10 +544,7 @@ def test_terminal_resize_while_running_and_exec_with_a_terminal(shim_env, tmpdir
             os.write(w, b"\n")
             out = await read_until(r, [b"43 132"])
             assert b"43 132" in out, out
-            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
-            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
-            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
-            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+            await shim.kill_and_shutdown()
         finally:
             for fd in (w, r, ew, er):
                 os.close(fd)
@@ -578,10 +573,7 @@ def test_connect(shim_env):
                 assert (conn.shim_pid, conn.task_pid) == (shim.pid, pid)
             finally:
                 await other.close()
-            await shim.call("Kill", pb.KillRequest(id=shim.cid, signal=9))
-            await shim.call("Wait", pb.WaitRequest(id=shim.cid), pb.WaitResponse)
-            await shim.call("Delete", pb.DeleteRequest(id=shim.cid), pb.DeleteResponse)
-            await shim.call("Shutdown", pb.ShutdownRequest(id=shim.cid))
+            await shim.kill_and_shutdown()
         finally:
             await shim.close()
     run(body())
@@ -616,17 +608,11 @@ def test_grouping_by_namespace(tmpdir_root):
                 assert (state.status, state.pid) == (RUNNING, pids[s.cid])
                 conn = await b.call("Connect", pb.ConnectRequest(id=s.cid), pb.ConnectResponse)
                 assert (conn.shim_pid, conn.task_pid) == (a.pid, pids[s.cid])
-            await a.call("Kill", pb.KillRequest(id=a.cid, signal=9))
-            await a.call("Wait", pb.WaitRequest(id=a.cid), pb.WaitResponse)
-            await a.call("Delete", pb.DeleteRequest(id=a.cid), pb.DeleteResponse)
-            await a.call("Shutdown", pb.ShutdownRequest(id=a.cid))  # b's container is still there
+            await a.kill_and_shutdown()  # b's container is still there
             await asyncio.sleep(0.3)
             state = await b.call("State", pb.StateRequest(id=b.cid), pb.StateResponse)
             assert state.status == RUNNING
-            await b.call("Kill", pb.KillRequest(id=b.cid, signal=9))
-            await b.call("Wait", pb.WaitRequest(id=b.cid), pb.WaitResponse)
-            await b.call("Delete", pb.DeleteRequest(id=b.cid), pb.DeleteResponse)
-            await b.call("Shutdown", pb.ShutdownRequest(id=b.cid))
+            await b.kill_and_shutdown()
             await c.call("Shutdown", pb.ShutdownRequest(id=c.cid))
         finally:
             for s in (a, b, c):
