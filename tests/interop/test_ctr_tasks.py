@@ -361,6 +361,14 @@ def _until_gone(pid, timeout=10):
     raise AssertionError(f"process {pid} is still there")
 
 
+def _gone_and_startable_again(daemon, cid, shim, bundle):
+    """The shim that held the task has exited, the bundle is removed, the id can run again."""
+    _until_gone(shim)
+    assert not os.path.exists(bundle)
+    daemon.ctr("tasks", "start", "-d", cid)
+    wait_status(daemon, cid, "RUNNING")
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon, runtime):
     """corrald answers a task delete once the shim has deleted the task, its shutdown and the
@@ -377,10 +385,7 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon, runtime):
         bundle = daemon.delete_in_shim(cid)
         daemon.start()
         assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
-        _until_gone(shim)
-        assert not os.path.exists(bundle)
-        daemon.ctr("tasks", "start", "-d", cid)
-        wait_status(daemon, cid, "RUNNING")
+        _gone_and_startable_again(daemon, cid, shim, bundle)
     finally:
         daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
         daemon.ctr("tasks", "delete", "-f", cid, check=False)
@@ -406,10 +411,7 @@ def test_delete_of_a_task_its_shim_no_longer_holds(daemon, runtime):
             with pytest.raises(ClientError) as e:
                 c.delete_task(cid)
         assert e.value.code == "NOT_FOUND"
-        _until_gone(shim)
-        assert not os.path.exists(bundle)
-        daemon.ctr("tasks", "start", "-d", cid)
-        wait_status(daemon, cid, "RUNNING")
+        _gone_and_startable_again(daemon, cid, shim, bundle)
     finally:
         daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
         daemon.ctr("tasks", "delete", "-f", cid, check=False)

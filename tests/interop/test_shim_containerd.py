@@ -362,12 +362,16 @@ def test_default_runtime_is_corral_runc(ctrd, cid):
     assert (res.returncode, res.stdout) == (4, "via-default\n"), res.stderr
 
 
-def bundle_runtime(ctrd, cid):
-    """(binary, root) the shim resolved for a container, from its bundle."""
+def runtime_root_of_running(ctrd, cid, name):
+    """The runtime root the shim resolved for a running container (from its bundle), after
+    checking that the runtime binary it resolved is `name` and says the container runs."""
     bundle = os.path.join(ctrd.dir, "state", "io.containerd.runtime.v2.task", "default", cid)
     with open(os.path.join(bundle, "corral-runtime")) as f:
         binary, root = f.read().split("\n")[:2]
-    return binary, root
+    assert os.path.basename(binary) == name
+    state = subprocess.run([binary, "--root", root, "state", cid], capture_output=True, text=True, timeout=30)
+    assert state.returncode == 0 and '"running"' in state.stdout, state.stderr
+    return root
 
 
 def test_default_corral_runc_detached_lifecycle(ctrd, cid):
@@ -377,10 +381,7 @@ def test_default_corral_runc_detached_lifecycle(ctrd, cid):
     ctrd.ctr("run", "-d", "--runtime", RUNTIME, ctrd.image, cid, "sleep", "1000")
     try:
         wait_for(lambda: task_status(ctrd, cid) == "RUNNING", "RUNNING")
-        binary, root = bundle_runtime(ctrd, cid)
-        assert os.path.basename(binary) == "corral-runc"
-        state = subprocess.run([binary, "--root", root, "state", cid], capture_output=True, text=True, timeout=30)
-        assert state.returncode == 0 and '"running"' in state.stdout, state.stderr
+        root = runtime_root_of_running(ctrd, cid, "corral-runc")
         res = ctrd.ctr("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo exec-ok; exit 3", check=False)
         assert (res.stdout, res.returncode) == ("exec-ok\n", 3), res.stderr
         ctrd.ctr("tasks", "exec", "-d", "--exec-id", "e2", cid, "sleep", "500")
@@ -439,10 +440,7 @@ def test_crun_as_binary_name(ctrd, cid, tmpdir_root):
     crun_run("-d", ctrd.image, name, "sleep", "1000")
     try:
         wait_for(lambda: task_status(ctrd, name) == "RUNNING", "RUNNING")
-        binary, root = bundle_runtime(ctrd, name)
-        assert os.path.basename(binary) == "crun"
-        state = subprocess.run([binary, "--root", root, "state", name], capture_output=True, text=True, timeout=30)
-        assert state.returncode == 0 and '"running"' in state.stdout, state.stderr
+        runtime_root_of_running(ctrd, name, "crun")
         res = ctrd.ctr("tasks", "exec", "--exec-id", "c1", name, "sh", "-c", "echo in-crun; exit 4", check=False)
         assert (res.stdout, res.returncode) == ("in-crun\n", 4), res.stderr
         ctrd.ctr("tasks", "kill", "-s", "SIGKILL", name)
