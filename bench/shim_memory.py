@@ -1,6 +1,8 @@
 """Memory of the shims per container with N running `sleep` containers (default 20): corral's
-shim (one per container, and grouped: all N in one pod via io.kubernetes.cri.sandbox-id) against
-containerd's runc shim on the same containers. PSS from /proc/PID/smaps_rollup, and RSS.
+shim, one per container (the default), and grouped (all N in one pod via the
+io.kubernetes.cri.sandbox-id annotation; all N plain containers of a namespace with
+CORRAL_SHIM_GROUP=namespace), against containerd's runc shim with one shim per container, as
+containerd runs plain containers. PSS from /proc/PID/smaps_rollup, and RSS.
 
     .venv/bin/python bench/shim_memory.py [count]     (root; containerd, ctr, runc installed)
 """
@@ -69,32 +71,33 @@ def measure(ctrd, image, name, count, args):
 
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    ctrd = Containerd()
-    try:
-        ctrd.start()
-        image = import_busybox(ctrd)
-        conf = os.path.join(ctrd.dir, "runc.toml")
-        with open(conf, "w") as f:
-            f.write('BinaryName = "runc"\n')
-        corral = ["--runtime", "io.containerd.corral.v2", "--runtime-config-path", conf]
-        cases = [
-            ("runc", ["--runtime", "io.containerd.runc.v2"]),
-            ("corral", corral),
-            ("corral-pod", corral + ["--annotation", "io.kubernetes.cri.sandbox-id=bench-pod"]),
-        ]
-        results = {name: measure(ctrd, image, name, count, args) for name, args in cases}
-        _, base_pss, base_rss, _ = results["runc"]
-        print(f"shim memory with {count} sleep containers (per container):")
-        for name, (n, pss, rss, _) in results.items():
-            print(f"  {name:11s} {n:3d} shim(s)  PSS {pss / count / 1024:6.2f} MB (ratio {pss / base_pss:5.2f})"
-                  f"  RSS {rss / count / 1024:6.2f} MB (ratio {rss / base_rss:5.2f})")
-        print("by process (mean per process):")
-        for name, (_, _, _, kinds) in results.items():
-            for kind, (k, pss, private) in sorted(kinds.items()):
-                print(f"  {name:11s} {k:3d} x {kind:24s} PSS {pss / k / 1024:6.2f} MB"
-                      f"  private dirty {private / k / 1024:6.2f} MB")
-    finally:
-        ctrd.cleanup()
+    results = {}
+    # the namespace group needs CORRAL_SHIM_GROUP in containerd's environment: a second daemon
+    for env, cases in ((None, ("runc", "corral", "corral-pod")), ({"CORRAL_SHIM_GROUP": "namespace"}, ("corral-ns",))):
+        ctrd = Containerd(env=env)
+        try:
+            ctrd.start()
+            image = import_busybox(ctrd)
+            conf = os.path.join(ctrd.dir, "runc.toml")
+            with open(conf, "w") as f:
+                f.write('BinaryName = "runc"\n')
+            corral = ["--runtime", "io.containerd.corral.v2", "--runtime-config-path", conf]
+            args = {"runc": ["--runtime", "io.containerd.runc.v2"], "corral": corral, "corral-ns": corral,
+                    "corral-pod": corral + ["--annotation", "io.kubernetes.cri.sandbox-id=bench-pod"]}
+            for name in cases:
+                results[name] = measure(ctrd, image, name, count, args[name])
+        finally:
+            ctrd.cleanup()
+    _, base_pss, base_rss, _ = results["runc"]
+    print(f"shim memory with {count} sleep containers (per container):")
+    for name, (n, pss, rss, _) in results.items():
+        print(f"  {name:11s} {n:3d} shim(s)  PSS {pss / count / 1024:6.2f} MB (ratio {pss / base_pss:5.2f})"
+              f"  RSS {rss / count / 1024:6.2f} MB (ratio {rss / base_rss:5.2f})")
+    print("by process (mean per process):")
+    for name, (_, _, _, kinds) in results.items():
+        for kind, (k, pss, private) in sorted(kinds.items()):
+            print(f"  {name:11s} {k:3d} x {kind:24s} PSS {pss / k / 1024:6.2f} MB"
+                  f"  private dirty {private / k / 1024:6.2f} MB")
 
 
 if __name__ == "__main__":

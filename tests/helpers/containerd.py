@@ -28,7 +28,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 class Containerd:
-    def __init__(self):
+    def __init__(self, env=None):
+        """env: variables added to containerd's environment (its shims inherit them)."""
+        self.env = dict(os.environ, **env) if env else None
         self.dir = tempfile.mkdtemp(prefix="corral-ctrd-")
         self.sock = os.path.join(self.dir, "c.sock")
         self.config = os.path.join(self.dir, "config.toml")
@@ -41,7 +43,7 @@ class Containerd:
                                   state=os.path.join(self.dir, "state"), sock=self.sock))
         self.log = open(os.path.join(self.dir, "containerd.log"), "ab")
         self.proc = subprocess.Popen(["containerd", "--config", self.config],
-                                     stdout=self.log, stderr=self.log, start_new_session=True)
+                                     stdout=self.log, stderr=self.log, start_new_session=True, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if os.path.exists(self.sock) and self.ctr("version", check=False).returncode == 0:

@@ -74,8 +74,8 @@ def run(ctrd, *args, check=True, timeout=60):
                     check=check, timeout=timeout)
 
 
-def task_status(ctrd, cid):
-    for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:]:
+def task_status(ctrd, cid, namespace="default"):
+    for line in ctrd.ctr("tasks", "ls", namespace=namespace).stdout.splitlines()[1:]:
         parts = line.split()
         if parts and parts[0] == cid:
             return parts[2]
@@ -266,6 +266,48 @@ def test_killed_shim_is_cleaned_by_delete(ctrd, cid):
     wait_for(lambda: mounts_below(ctrd.dir) == [], "the rootfs to be unmounted")
     wait_for(lambda: not os.path.exists(socket_path(ctrd.sock, "default", cid)), "`delete` to remove the socket")
     wait_for(lambda: not shim_pids(ctrd), "no shim")
+
+
+def test_grouping_by_namespace(cid):
+    """containerd run with CORRAL_SHIM_GROUP=namespace: plain `ctr run` containers of one
+    namespace share one shim, another namespace gets its own. The shared shim is one failure
+    domain: once it is killed, containerd cleans up every container in it, and nothing (task,
+    mount, socket, shim) is left behind."""
+    c = Containerd(env={"CORRAL_SHIM_GROUP": "namespace"})
+    ids = [cid + "a", cid + "b"]
+    try:
+        c.start()
+        image = import_busybox(c)
+        for i in ids:
+            c.ctr("run", "-d", "--runtime", RUNTIME, image, i, "sleep", "1000")
+        import_busybox(c, namespace="other")
+        c.ctr("run", "-d", "--runtime", RUNTIME, image, cid + "o", "sleep", "1000", namespace="other")
+        for i in ids:
+            wait_for(lambda: task_status(c, i) == "RUNNING", "RUNNING")
+        assert len(shim_pids(c)) == 2
+        group = socket_path(c.sock, "default", "namespace:default")
+        assert os.path.exists(group)
+        res = c.ctr("tasks", "exec", "--exec-id", "g", ids[1], "echo", "grouped")
+        assert res.stdout == "grouped\n"
+        ctr_tasks = c.ctr("tasks", "ls", "-q", namespace="other").stdout.split()
+        assert ctr_tasks == [cid + "o"]
+
+        c.ctr("tasks", "kill", "-s", "SIGKILL", cid + "o", namespace="other")
+        wait_for(lambda: task_status(c, cid + "o", "other") == "STOPPED", "STOPPED")
+        c.ctr("tasks", "delete", cid + "o", namespace="other")
+        wait_for(lambda: len(shim_pids(c)) == 1, "the other namespace's shim to exit")
+
+        (shim,) = shim_pids(c)
+        os.kill(shim, signal.SIGKILL)
+        for i in ids:
+            wait_for(lambda: task_status(c, i) is None, "the task to be cleaned up")
+        wait_for(lambda: mounts_below(c.dir) == [], "the rootfs mounts to be gone")
+        wait_for(lambda: not os.path.exists(group), "`delete` to remove the group's socket")
+        assert shim_pids(c) == []
+    finally:
+        c.cleanup()
+        for pid in shim_pids(c):
+            os.kill(pid, signal.SIGKILL)
 
 
 def zombies_under(parents):
