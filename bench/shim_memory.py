@@ -2,7 +2,8 @@
 shim, one per container (the default), and grouped (all N in one pod via the
 io.kubernetes.cri.sandbox-id annotation; all N plain containers of a namespace with
 CORRAL_SHIM_GROUP=namespace), against containerd's runc shim with one shim per container, as
-containerd runs plain containers. PSS from /proc/PID/smaps_rollup, and RSS.
+containerd runs plain containers. PSS from /proc/PID/smaps_rollup, and RSS. Where ksmd runs
+(scripts/setup.sh turns it on), each case is measured once it has merged what it can.
 
     .venv/bin/python bench/shim_memory.py [count]     (root; containerd, ctr, runc installed)
 """
@@ -11,8 +12,11 @@ import os
 import sys
 import time
 
+KSM = "/sys/kernel/mm/ksm"
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from corral.shim.server import IDLE_CHECK  # noqa: E402
 from tests.helpers.containerd import Containerd, import_busybox  # noqa: E402
 
 SHIMS = (b"containerd-shim-runc-v2", b"containerd-shim-corral-v2")
@@ -51,12 +55,33 @@ def shim_memory(ctrd):
     return n, pss, rss, kinds
 
 
+def ksm_value(name):
+    try:
+        with open(os.path.join(KSM, name)) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def settle(scans=3, timeout=300):
+    """With ksmd running, wait until it has scanned all mergeable memory `scans` more times:
+    it merges a page once the page stayed the same between two of its scans. Seconds waited."""
+    start = time.monotonic()
+    first = ksm_value("full_scans")
+    while ksm_value("full_scans") < first + scans and time.monotonic() - start < timeout:
+        time.sleep(1.0)
+    return time.monotonic() - start
+
+
 def measure(ctrd, image, name, count, args):
     ids = [f"mem-{name}-{i}" for i in range(count)]
     try:
         for cid in ids:
             ctrd.ctr("run", "-d", *args, image, cid, "sleep", "1000")
         time.sleep(1.0)
+        if name.startswith("corral") and ksm_value("run") == 1:  # runc's shims offer ksmd nothing
+            time.sleep(IDLE_CHECK)  # each server offers the mappings it made since its fork at its first check
+            settled[name] = settle()
         return shim_memory(ctrd)
     finally:
         for cid in ids:
@@ -67,6 +92,9 @@ def measure(ctrd, image, name, count, args):
                     break
                 time.sleep(0.1)
             ctrd.ctr("containers", "delete", cid, check=False)
+
+
+settled = {}  # case: seconds waited for ksmd
 
 
 def main():
@@ -89,6 +117,11 @@ def main():
         finally:
             ctrd.cleanup()
     _, base_pss, base_rss, _ = results["runc"]
+    if ksm_value("run") == 1:
+        waits = ", ".join(f"{name} {secs:.0f} s" for name, secs in settled.items())
+        print(f"KSM on: corral's shims measured after {IDLE_CHECK:.0f} s and 3 full scans of ksmd ({waits})")
+    else:
+        print("KSM off (/sys/kernel/mm/ksm/run is not 1): corral's shims keep their copied pages")
     print(f"shim memory with {count} sleep containers (per container):")
     for name, (n, pss, rss, _) in results.items():
         print(f"  {name:11s} {n:3d} shim(s)  PSS {pss / count / 1024:6.2f} MB (ratio {pss / base_pss:5.2f})"

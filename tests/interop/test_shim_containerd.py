@@ -310,6 +310,77 @@ def test_grouping_by_namespace(cid):
             os.kill(pid, signal.SIGKILL)
 
 
+KSM = "/sys/kernel/mm/ksm"
+
+
+def mergeable_mappings(pid):
+    """Names of the mappings of `pid` offered to KSM (VmFlags `mg` in smaps)."""
+    names, name = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == "VmFlags:":
+                if "mg" in fields[1:]:
+                    names.append(name)
+            elif not fields[0].endswith(":"):
+                name = fields[5] if len(fields) > 5 else ""
+    return names
+
+
+def ksm_merging_pages(pid):
+    with open(f"/proc/{pid}/ksm_merging_pages") as f:
+        return int(f.read())
+
+
+def set_ksm(settings):
+    """Write {file: value} under /sys/kernel/mm/ksm; the values before, or None where writing
+    failed (a read-only sysfs)."""
+    before = {}
+    for name, value in settings.items():
+        path = os.path.join(KSM, name)
+        with open(path) as f:
+            before[name] = f.read().strip()
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError:
+            set_ksm(before)
+            return None
+    return before
+
+
+@pytest.mark.skipif(not os.path.exists(KSM), reason="a kernel without KSM")
+def test_shim_memory_is_offered_to_ksm(ctrd, cid):
+    """Shim servers forked from the zygote offer their memory to the kernel's same-page merging,
+    and with ksmd running they share pages; the containers they start never carry the mark (it
+    stays on the shims' mappings: no exec inherits it)."""
+    ids = [cid + "a", cid + "b"]
+    # ksmd on, at a quick pace for the test, as it was afterwards
+    before = set_ksm({"sleep_millisecs": "10", "run": "1"})
+    try:
+        for i in ids:
+            run(ctrd, "-d", ctrd.image, i, "sleep", "1000")
+        for i in ids:
+            wait_for(lambda: task_status(ctrd, i) == "RUNNING", "RUNNING")
+        servers = shim_pids(ctrd)
+        assert len(servers) == 2
+        for pid in servers:
+            assert "[heap]" in mergeable_mappings(pid)
+        tasks = [line.split()[1] for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:]]
+        assert len(tasks) == 2
+        for pid in tasks:
+            assert mergeable_mappings(pid) == []
+        if before is not None:
+            wait_for(lambda: all(ksm_merging_pages(pid) > 0 for pid in servers), "ksmd to merge pages",
+                     timeout=120)
+    finally:
+        for i in ids:
+            remove(ctrd, i)
+        if before is not None:
+            set_ksm(before)
+    wait_for(lambda: not shim_pids(ctrd), "the shims to exit")
+
+
 def zombies_under(parents):
     """Zombie processes whose parent is one of `parents`."""
     zombies = []

@@ -208,7 +208,7 @@ def main(argv=None):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 0  # another zygote serves this address
-    from corral.shim.server import one_malloc_arena
+    from corral.shim.server import merge_identical_pages, one_malloc_arena
 
     one_malloc_arena()
     _preload()
@@ -219,6 +219,7 @@ def main(argv=None):
     listener = listen_private(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, 64)
     signal.signal(signal.SIGCHLD, _reap)
     _ENVIRON.update(os.environ)
+    merge_identical_pages()
     gc.freeze()  # keep the collector from writing to (and so copying) the shared pages
     last = time.monotonic()
     spares = os.environ.get("CORRAL_SHIM_SPARE", "1") != "0"

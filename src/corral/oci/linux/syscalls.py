@@ -68,6 +68,7 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.madvise.argtypes = [ctypes.c_ulong, ctypes.c_size_t, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
 
 SYS_pivot_root = 155  # x86_64
@@ -124,6 +125,13 @@ def pivot_root(new_root, put_old):
 
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+MADV_MERGEABLE = 12
+
+
+def madvise(address, length, advice):
+    _check(_libc.madvise(address, length, advice), f"madvise({advice})")
 
 
 def syscall(number, *args, what="syscall"):
