@@ -289,8 +289,7 @@ def test_grouping_by_namespace(cid):
         assert os.path.exists(group)
         res = c.ctr("tasks", "exec", "--exec-id", "g", ids[1], "echo", "grouped")
         assert res.stdout == "grouped\n"
-        ctr_tasks = c.ctr("tasks", "ls", "-q", namespace="other").stdout.split()
-        assert ctr_tasks == [cid + "o"]
+        assert c.ctr("tasks", "ls", "-q", namespace="other").stdout.split() == [cid + "o"]
 
         c.ctr("tasks", "kill", "-s", "SIGKILL", cid + "o", namespace="other")
         wait_for(lambda: task_status(c, cid + "o", "other") == "STOPPED", "STOPPED")
@@ -355,7 +354,7 @@ def test_shim_memory_is_offered_to_ksm(ctrd, cid):
     and with ksmd running they share pages; the containers they start never carry the mark (it
     stays on the shims' mappings: no exec inherits it)."""
     ids = [cid + "a", cid + "b"]
-    # ksmd on, at a quick pace for the test, as it was afterwards
+    # ksmd on, at a quick pace for the test; put back as it was afterwards
     before = set_ksm({"sleep_millisecs": "10", "run": "1"})
     try:
         for i in ids:
