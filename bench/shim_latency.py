@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tests.helpers.containerd import Containerd, import_busybox  # noqa: E402
+from tests.helpers.containerd import Containerd, import_busybox, runtime_config  # noqa: E402
 
 
 def main():
@@ -23,9 +23,7 @@ def main():
     try:
         ctrd.start()
         image = import_busybox(ctrd)
-        conf = os.path.join(ctrd.dir, "runc.toml")
-        with open(conf, "w") as f:
-            f.write('BinaryName = "runc"\n')
+        conf = runtime_config(ctrd.dir, "runc")
         cases = {
             "runc shim + runc": ["--runtime", "io.containerd.runc.v2"],
             "corral shim + runc": ["--runtime", "io.containerd.corral.v2", "--runtime-config-path", conf],

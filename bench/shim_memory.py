@@ -17,7 +17,7 @@ KSM = "/sys/kernel/mm/ksm"
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from corral.shim.server import IDLE_CHECK  # noqa: E402
-from tests.helpers.containerd import Containerd, import_busybox  # noqa: E402
+from tests.helpers.containerd import Containerd, import_busybox, runtime_config  # noqa: E402
 
 SHIMS = (b"containerd-shim-runc-v2", b"containerd-shim-corral-v2")
 
@@ -106,9 +106,7 @@ def main():
         try:
             ctrd.start()
             image = import_busybox(ctrd)
-            conf = os.path.join(ctrd.dir, "runc.toml")
-            with open(conf, "w") as f:
-                f.write('BinaryName = "runc"\n')
+            conf = runtime_config(ctrd.dir, "runc")
             corral = ["--runtime", "io.containerd.corral.v2", "--runtime-config-path", conf]
             args = {"runc": ["--runtime", "io.containerd.runc.v2"], "corral": corral, "corral-ns": corral,
                     "corral-pod": corral + ["--annotation", "io.kubernetes.cri.sandbox-id=bench-pod"]}

@@ -108,6 +108,15 @@ def unmount_below(path):
         subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
+def runtime_config(directory, binary, name="runtime.toml"):
+    """A runtime options file for `ctr run --runtime-config-path` naming the runc-compatible
+    binary that corral's shim drives (BinaryName); its path."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(f'BinaryName = "{binary}"\n')
+    return path
+
+
 def import_busybox(ctrd, name="docker.io/library/busybox:latest", namespace="default"):
     from corral.busybox import make_oci_archive
 

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from corral.shim.start import socket_path
-from tests.helpers.containerd import Containerd
+from tests.helpers.containerd import Containerd, runtime_config
 from tests.helpers.images import import_busybox
 
 RUNTIME = "io.containerd.corral.v2"
@@ -39,9 +39,7 @@ def ctrd():
     try:
         c.start()
         c.image = import_busybox(c)
-        c.runtime_config = os.path.join(c.dir, "runtime.toml")
-        with open(c.runtime_config, "w") as f:
-            f.write(f'BinaryName = "{os.environ.get("CORRAL_SHIM_TEST_BINARY", "runc")}"\n')
+        c.runtime_config = runtime_config(c.dir, os.environ.get("CORRAL_SHIM_TEST_BINARY", "runc"))
         yield c
     finally:
         c.cleanup()
@@ -538,9 +536,7 @@ def crun_binary(tmpdir):
 @pytest.mark.skipif(not shutil.which("crun"), reason="crun is not installed")
 def test_crun_as_binary_name(ctrd, cid, tmpdir_root):
     """BinaryName = crun: a real run with output and exit code, and a detached one driven by ctr."""
-    config = os.path.join(tmpdir_root, "crun.toml")
-    with open(config, "w") as f:
-        f.write(f'BinaryName = "{crun_binary(tmpdir_root)}"\n')
+    config = runtime_config(tmpdir_root, crun_binary(tmpdir_root), "crun.toml")
 
     def crun_run(*args, check=True):
         return ctrd.ctr("run", "--runtime", RUNTIME, "--runtime-config-path", config, *args, check=check)
@@ -586,9 +582,7 @@ def test_runtime_gets_only_its_stdio(ctrd, cid, tmpdir_root):
     with open(wrapper, "w") as f:
         f.write(FD_RECORDER.format(python=sys.executable, record=record))
     os.chmod(wrapper, 0o755)
-    config = os.path.join(tmpdir_root, "fds.toml")
-    with open(config, "w") as f:
-        f.write(f'BinaryName = "{wrapper}"\n')
+    config = runtime_config(tmpdir_root, wrapper, "fds.toml")
     res = ctrd.ctr("run", "--rm", "--runtime", RUNTIME, "--runtime-config-path", config, ctrd.image, cid,
                    "echo", "fds", check=False)
     assert (res.returncode, res.stdout) == (0, "fds\n"), res.stderr
