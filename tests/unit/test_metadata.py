@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from corral.metadata import db as metadata_db
 from corral.metadata.db import SCHEMA_VERSION, MetadataDB, migrate
 from corral.metadata.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from corral.metadata.types import (Any, Container, Descriptor, Image, Resource, Runtime,
@@ -216,5 +217,34 @@ def test_concurrent_processes(dbdir):
     db = MetadataDB(path)
     try:
         assert len(db.list_images("default")) == 120
+    finally:
+        db.close()
+
+
+def test_journal_mode_switch_is_retried_when_locked(dbdir, monkeypatch):
+    """SQLite refuses the switch to WAL at once, without its busy handler, while another
+    process creates or closes the same file (seen in CI); opening retries it."""
+    real_connect = sqlite3.connect
+    refusals = []
+
+    class Refusing:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode=WAL" and len(refusals) < 3:
+                refusals.append(sql)
+                raise sqlite3.OperationalError("database is locked")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(metadata_db.sqlite3, "connect",
+                        lambda *a, **kw: Refusing(real_connect(*a, **kw)))
+    db = MetadataDB(os.path.join(dbdir, "retried.db"))
+    try:
+        assert len(refusals) == 3
+        assert db._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()

@@ -73,6 +73,26 @@ def _now():
     return time.time_ns()
 
 
+def connect(path, timeout=30):
+    """A connection in WAL mode with synchronous=NORMAL (consistent after a crash).
+
+    SQLite answers "database is locked" to the journal-mode switch at once, without its busy
+    handler, while another process is creating or switching the same file; so retry it."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.01)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 def migrate(conn, target=SCHEMA_VERSION, migrations=MIGRATIONS, what="metadata database"):
     """Bring a database up to `target` (len(migrations) for another database's list), one
     migration per transaction."""
@@ -118,11 +138,7 @@ class MetadataDB:
     def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = connect(self.path)
             self._local.conn = conn
             self._local.depth = 0
         return conn

@@ -16,7 +16,6 @@ import enum
 import json
 import os
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -140,11 +139,8 @@ class Snapshotter:
         os.makedirs(self._snapshots, exist_ok=True)
         spread_subdirs(self._snapshots)     # each snapshot is a hierarchy of its own
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(os.path.join(self.root, "metadata.db"), timeout=30,
-                                   isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: consistent after a crash
-        from corral.metadata.db import migrate
+        from corral.metadata.db import connect, migrate
+        self._db = connect(os.path.join(self.root, "metadata.db"))
         migrate(self._db, len(MIGRATIONS), MIGRATIONS, f"{self.name} snapshotter database")
 
     def schema_version(self):
