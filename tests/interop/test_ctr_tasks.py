@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -64,6 +65,27 @@ def wait_status(d, cid, status, timeout=10):
     raise AssertionError(f"task {cid} did not reach {status}: {d.ctr('tasks', 'ls').stdout}")
 
 
+def _remove(d, *cids):
+    """Kill, delete and remove each container, whatever state a failed test left it in."""
+    for cid in cids:
+        d.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+        d.ctr("tasks", "delete", "-f", cid, check=False)
+        d.ctr("containers", "rm", cid, check=False)
+
+
+@contextmanager
+def _sleeping(d, prefix, runtime=None):
+    """A detached `sleep 1000` container, running: yields its id and its task's pid, and
+    removes it afterwards."""
+    cid = uid(prefix)
+    d.ctr("run", "-d", *(["--runtime", runtime] if runtime else []), IMAGE, cid, "sleep", "1000")
+    try:
+        wait_status(d, cid, "RUNNING")
+        yield cid, _task_pid(d, cid)
+    finally:
+        _remove(d, cid)
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_run_rm_output_and_exit_code(daemon, runtime):
     cid = uid("rm")
@@ -77,11 +99,7 @@ def test_run_rm_output_and_exit_code(daemon, runtime):
 # corral's shim is covered by its own interop tests under containerd; here the daemon side
 @pytest.mark.parametrize("runtime", ["io.containerd.runc.v2"])
 def test_run_detached_and_task_commands(daemon, runtime):
-    cid = uid("d")
-    daemon.ctr("run", "-d", "--runtime", runtime, IMAGE, cid, "sleep", "1000")
-    try:
-        wait_status(daemon, cid, "RUNNING")
-        pid = int([l.split()[1] for l in daemon.ctr("tasks", "ls").stdout.splitlines() if l.startswith(cid)][0])
+    with _sleeping(daemon, "d", runtime) as (cid, pid):
         assert os.path.exists(f"/proc/{pid}")
         assert str(pid) in daemon.ctr("tasks", "ps", cid).stdout
         ex = daemon.ctr("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo in-container; exit 4", check=False)
@@ -99,10 +117,6 @@ def test_run_detached_and_task_commands(daemon, runtime):
         daemon.ctr("tasks", "delete", cid)
         assert not os.path.exists(f"/proc/{pid}")
         assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
-    finally:
-        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
-        daemon.ctr("tasks", "delete", "-f", cid, check=False)
-        daemon.ctr("containers", "rm", cid, check=False)
     assert not any(cid in l for l in open("/proc/self/mountinfo"))
 
 
@@ -211,10 +225,7 @@ def test_containers_survive_daemon_restart(daemon, how):
         res = daemon.ctr("tasks", "delete", cid)
         assert f"task {cid} exit with non-zero exit code 137" in res.stderr, res.stderr
     finally:
-        for c in (cid, quick):
-            daemon.ctr("tasks", "kill", "-s", "SIGKILL", c, check=False)
-            daemon.ctr("tasks", "delete", "-f", c, check=False)
-            daemon.ctr("containers", "rm", c, check=False)
+        _remove(daemon, cid, quick)
         daemon.ctr("images", "label", IMAGE, f"test.restart.{cid}=", check=False)
         daemon.ctr("leases", "rm", lease, check=False)
 
@@ -223,55 +234,49 @@ def test_exit_of_a_shim_dead_while_daemon_down_is_reported(daemon, tmp_path):
     """containerd 1.6 forgets such a task (its exit events go out before anyone can listen);
     corrald keeps it as stopped with the status `<shim> delete` gives (137 for runc's shim),
     across restarts, until it is deleted."""
-    cid = uid("lost")
-    daemon.ctr("run", "-d", IMAGE, cid, "sleep", "1000")
     events = None
-    try:
-        wait_status(daemon, cid, "RUNNING")
-        pid = _task_pid(daemon, cid)
-        shim = _shim_of(daemon, pid)
-        daemon.stop(signal.SIGKILL)
-        os.kill(shim, signal.SIGKILL)
-        daemon.start()
-        # the orphaned container was killed by the clean-up, the task is reported as stopped
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
-            time.sleep(0.1)
-        assert not os.path.exists(f"/proc/{pid}")
-        wait_status(daemon, cid, "STOPPED")
-        assert _task_pid(daemon, cid) == pid
-        busy = daemon.ctr("tasks", "exec", "--exec-id", "x", cid, "true", check=False)
-        assert busy.returncode != 0
-        # kept across another restart
-        daemon.stop(signal.SIGKILL)
-        daemon.start()
-        wait_status(daemon, cid, "STOPPED")
-        out = open(tmp_path / "events.txt", "w+")
-        events = subprocess.Popen(["ctr", "--address", daemon.sock, "events"], stdout=out, stderr=subprocess.STDOUT)
-        time.sleep(0.5)
-        res = daemon.ctr("tasks", "delete", cid)
-        assert f"task {cid} exit with non-zero exit code 137" in res.stderr, res.stderr
-        assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
-        assert daemon.ctr("tasks", "delete", cid, check=False).returncode != 0
-        deadline = time.monotonic() + 10
-        text = ""
-        while time.monotonic() < deadline and "/tasks/delete" not in text:
-            time.sleep(0.1)
-            out.seek(0)
-            text = out.read()
-        line = [l for l in text.splitlines() if "/tasks/delete" in l and cid in l]
-        assert line and '"exit_status":137' in line[0], text
-        assert not os.path.exists(os.path.join(daemon.state, "io.containerd.runtime.v2.task", "default", cid))
-        # the container can run again
-        daemon.ctr("tasks", "start", "-d", cid)
-        wait_status(daemon, cid, "RUNNING")
-    finally:
-        if events is not None:
-            events.kill()
-            events.wait(5)
-        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
-        daemon.ctr("tasks", "delete", "-f", cid, check=False)
-        daemon.ctr("containers", "rm", cid, check=False)
+    with _sleeping(daemon, "lost") as (cid, pid):
+        try:
+            shim = _shim_of(daemon, pid)
+            daemon.stop(signal.SIGKILL)
+            os.kill(shim, signal.SIGKILL)
+            daemon.start()
+            # the orphaned container was killed by the clean-up, the task is reported as stopped
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+                time.sleep(0.1)
+            assert not os.path.exists(f"/proc/{pid}")
+            wait_status(daemon, cid, "STOPPED")
+            assert _task_pid(daemon, cid) == pid
+            busy = daemon.ctr("tasks", "exec", "--exec-id", "x", cid, "true", check=False)
+            assert busy.returncode != 0
+            # kept across another restart
+            daemon.stop(signal.SIGKILL)
+            daemon.start()
+            wait_status(daemon, cid, "STOPPED")
+            out = open(tmp_path / "events.txt", "w+")
+            events = subprocess.Popen(["ctr", "--address", daemon.sock, "events"], stdout=out, stderr=subprocess.STDOUT)
+            time.sleep(0.5)
+            res = daemon.ctr("tasks", "delete", cid)
+            assert f"task {cid} exit with non-zero exit code 137" in res.stderr, res.stderr
+            assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
+            assert daemon.ctr("tasks", "delete", cid, check=False).returncode != 0
+            deadline = time.monotonic() + 10
+            text = ""
+            while time.monotonic() < deadline and "/tasks/delete" not in text:
+                time.sleep(0.1)
+                out.seek(0)
+                text = out.read()
+            line = [l for l in text.splitlines() if "/tasks/delete" in l and cid in l]
+            assert line and '"exit_status":137' in line[0], text
+            assert not os.path.exists(os.path.join(daemon.state, "io.containerd.runtime.v2.task", "default", cid))
+            # the container can run again
+            daemon.ctr("tasks", "start", "-d", cid)
+            wait_status(daemon, cid, "RUNNING")
+        finally:
+            if events is not None:
+                events.kill()
+                events.wait(5)
 
 
 def test_stopped_shim_does_not_stall_start_up(daemon):
@@ -322,21 +327,12 @@ def test_stopped_shim_does_not_stall_start_up(daemon):
                 os.kill(shim, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-        for c in (stuck, other):
-            daemon.ctr("tasks", "kill", "-s", "SIGKILL", c, check=False)
-            daemon.ctr("tasks", "delete", "-f", c, check=False)
-            daemon.ctr("containers", "rm", c, check=False)
+        _remove(daemon, stuck, other)
 
 
 def test_killed_shim_is_cleaned_up(daemon):
-    cid = uid("shimkill")
-    daemon.ctr("run", "-d", IMAGE, cid, "sleep", "1000")
-    try:
-        wait_status(daemon, cid, "RUNNING")
-        pid = int([l.split()[1] for l in daemon.ctr("tasks", "ls").stdout.splitlines() if l.startswith(cid)][0])
-        shims = [p for p in daemon.shim_pids() if str(pid) in open(f"/proc/{p}/task/{p}/children").read().split()]
-        assert len(shims) == 1
-        os.kill(shims[0], signal.SIGKILL)
+    with _sleeping(daemon, "shimkill") as (cid, pid):
+        os.kill(_shim_of(daemon, pid), signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and cid in daemon.ctr("tasks", "ls", "-q").stdout.split():
             time.sleep(0.2)
@@ -347,9 +343,6 @@ def test_killed_shim_is_cleaned_up(daemon):
         assert not os.path.exists(f"/proc/{pid}"), "the orphaned container must be killed by the clean-up"
         assert not any(cid in l for l in open("/proc/self/mountinfo"))
         daemon.ctr("containers", "rm", cid)
-    finally:
-        daemon.ctr("tasks", "delete", "-f", cid, check=False)
-        daemon.ctr("containers", "rm", cid, check=False)
 
 
 def _until_gone(pid, timeout=10):
@@ -374,11 +367,7 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon, runtime):
     """corrald answers a task delete once the shim has deleted the task, its shutdown and the
     bundle's removal follow: a SIGKILL in between leaves a live shim without the task. At
     start-up that shim is shut down and its bundle removed; the id can be started again."""
-    cid = uid("taskless")
-    daemon.ctr("run", "-d", "--runtime", runtime, IMAGE, cid, "sleep", "1000")
-    try:
-        wait_status(daemon, cid, "RUNNING")
-        pid = _task_pid(daemon, cid)
+    with _sleeping(daemon, "taskless", runtime) as (cid, pid):
         shim = _shim_of(daemon, pid)
         daemon.stop(signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
@@ -386,10 +375,6 @@ def test_a_shim_left_without_its_task_by_a_daemon_sigkill(daemon, runtime):
         daemon.start()
         assert cid not in daemon.ctr("tasks", "ls", "-q").stdout.split()
         _gone_and_startable_again(daemon, cid, shim, bundle)
-    finally:
-        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
-        daemon.ctr("tasks", "delete", "-f", cid, check=False)
-        daemon.ctr("containers", "rm", cid, check=False)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -397,11 +382,7 @@ def test_delete_of_a_task_its_shim_no_longer_holds(daemon, runtime):
     """A shim that answers Delete with NOT_FOUND no longer holds the task: corrald says so and,
     as containerd does, drops the task, shuts the shim down and removes the bundle, so that
     the id can be started again."""
-    cid = uid("lost")
-    daemon.ctr("run", "-d", "--runtime", runtime, IMAGE, cid, "sleep", "1000")
-    try:
-        wait_status(daemon, cid, "RUNNING")
-        pid = _task_pid(daemon, cid)
+    with _sleeping(daemon, "lost", runtime) as (cid, pid):
         shim = _shim_of(daemon, pid)
         daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid)
         wait_status(daemon, cid, "STOPPED")
@@ -412,10 +393,6 @@ def test_delete_of_a_task_its_shim_no_longer_holds(daemon, runtime):
                 c.delete_task(cid)
         assert e.value.code == "NOT_FOUND"
         _gone_and_startable_again(daemon, cid, shim, bundle)
-    finally:
-        daemon.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
-        daemon.ctr("tasks", "delete", "-f", cid, check=False)
-        daemon.ctr("containers", "rm", cid, check=False)
 
 
 def test_snapshots_diff_of_a_container(daemon):
